@@ -1,0 +1,95 @@
+//! The command line: `edgeproxy -c FILE` runs, `edgeproxy check -c FILE` validates.
+
+use crate::config::{self, Config};
+use crate::listeners;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where the config is read from when `-c` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/edgeproxy/edgeproxy.yaml";
+
+/// An edge proxy and HTTP load balancer.
+#[derive(Debug, Parser)]
+#[command(name = "edgeproxy", version, about)]
+pub struct Cli {
+    /// The YAML config file.
+    #[arg(short = 'c', long = "config", global = true, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+
+    /// What to do; without one, run the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config file and exit, like `nginx -t`: 0 if valid, 1 if not.
+    Check,
+}
+
+/// Runs what the command line asks for.
+pub fn main(cli: Cli) -> ExitCode {
+    let config = match config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("edgeproxy: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Check) => check(&cli.config, &config),
+        None => match crate::server::run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("edgeproxy: error: {}: {e}", cli.config.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Reports on a parsed config: listeners that cannot be bound are errors, except those in use,
+/// which is what a running edgeproxy does to its own ports.
+fn check(path: &std::path::Path, config: &Config) -> ExitCode {
+    let listen = config.server.listen.iter().map(|a| ("server.listen", a));
+    let metrics = config.metrics.iter().map(|m| ("metrics.listen", &m.listen));
+    let mut failed = false;
+    for problem in listeners::probe(listen.chain(metrics)) {
+        if problem.in_use() {
+            eprintln!(
+                "edgeproxy: warning: {}: {}",
+                path.display(),
+                problem.describe()
+            );
+        } else {
+            eprintln!(
+                "edgeproxy: error: {}: {}",
+                path.display(),
+                problem.describe()
+            );
+            failed = true;
+        }
+    }
+    if failed {
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "edgeproxy: {} is valid: {}",
+        path.display(),
+        summary(config)
+    );
+    ExitCode::SUCCESS
+}
+
+fn summary(config: &Config) -> String {
+    let servers: usize = config.upstreams.iter().map(|u| u.servers.len()).sum();
+    format!(
+        "{} listener(s), {} upstream(s) with {} server(s), {} route(s)",
+        config.server.listen.len(),
+        config.upstreams.len(),
+        servers,
+        config.routes.len()
+    )
+}

@@ -1,0 +1,103 @@
+//! The YAML file as written: every section rejects unknown keys, every value checks itself
+//! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
+
+use super::values::{DurationValue, HostPort, Label, ListenAddr, Weight};
+use super::Balance;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: FileServer,
+    pub metrics: Option<FileMetrics>,
+    #[serde(deserialize_with = "unique_keys")]
+    pub upstreams: BTreeMap<String, FileUpstream>,
+    pub routes: Vec<FileRoute>,
+}
+
+/// `server:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Option<Vec<ListenAddr>>,
+    pub threads: Option<usize>,
+    pub health_path: Option<String>,
+    pub grace_period: Option<DurationValue>,
+}
+
+/// `metrics:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    pub listen: ListenAddr,
+}
+
+/// `upstreams.NAME:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    #[serde(default)]
+    pub balance: Balance,
+    pub servers: Vec<FileServerEntry>,
+    pub connect_timeout: Option<DurationValue>,
+    pub read_timeout: Option<DurationValue>,
+    pub write_timeout: Option<DurationValue>,
+}
+
+/// `upstreams.NAME.servers[i]:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServerEntry {
+    pub addr: HostPort,
+    pub id: Option<Label>,
+    pub weight: Option<Weight>,
+}
+
+/// `routes[i]:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub path: String,
+    pub host: Option<String>,
+    pub upstream: String,
+}
+
+/// A map that rejects a key given twice; serde_yaml would silently keep the last one, and a
+/// copy-pasted upstream would then hide the first.
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct UniqueKeys<V>(PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueKeys<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of names")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!(
+                        "`{key}` is defined twice; give each one its own name"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_map(UniqueKeys(PhantomData))
+}

@@ -1,0 +1,150 @@
+//! The configuration: read from YAML once, validated once, then immutable.
+//!
+//! [`load`] is the only entry point. The file format lives in [`file`], scalar value parsing in
+//! [`values`], and the checks that turn a file into a [`Config`] in [`validate`].
+
+mod error;
+mod file;
+mod validate;
+pub mod values;
+
+pub use error::ConfigError;
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Listener and process settings.
+    pub server: ServerSettings,
+    /// The Prometheus listener, if enabled.
+    pub metrics: Option<MetricsSettings>,
+    /// Upstreams, ordered by name.
+    pub upstreams: Vec<Upstream>,
+    /// Routes in file order; [`crate::route::Router`] decides precedence.
+    pub routes: Vec<Route>,
+}
+
+/// `server:` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Plain-HTTP listening addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// The path the proxy answers itself with 200.
+    pub health_path: String,
+    /// How long SIGTERM waits for in-flight requests.
+    pub grace_period: Duration,
+}
+
+/// `metrics:` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served.
+    pub listen: SocketAddr,
+}
+
+/// How an upstream picks a server for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Smooth weighted round robin, as nginx does it.
+    #[default]
+    RoundRobin,
+    /// Fewest in-flight requests relative to weight.
+    LeastConn,
+    /// Consistent hash of the client IP.
+    IpHash,
+    /// Weighted random.
+    Random,
+}
+
+/// One `upstreams.NAME` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// The key under `upstreams:`.
+    pub name: String,
+    /// The selection algorithm.
+    pub balance: Balance,
+    /// Servers in file order.
+    pub servers: Vec<UpstreamServer>,
+    /// Connect, read and write timeouts toward the servers.
+    pub timeouts: Timeouts,
+}
+
+/// Per-upstream I/O timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time allowed to establish a TCP connection.
+    pub connect: Duration,
+    /// Longest wait for any single read from the server.
+    pub read: Duration,
+    /// Longest wait for any single write to the server.
+    pub write: Duration,
+}
+
+impl Timeouts {
+    /// Defaults: connect 5s, read 60s, write 60s (nginx uses 60s for all three; a dead server
+    /// should be detected faster than that).
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        read: Duration::from_secs(60),
+        write: Duration::from_secs(60),
+    };
+}
+
+/// One server of an upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamServer {
+    /// The address as configured (`app1:8000`): sent as `X-Served-By`.
+    pub addr: String,
+    /// The address it resolved to when the config was loaded.
+    pub socket_addr: SocketAddr,
+    /// Sent as `X-Instance-ID`.
+    pub id: String,
+    /// Relative share of requests.
+    pub weight: u16,
+}
+
+/// One `routes[i]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Path prefix, always starting with `/`.
+    pub path: String,
+    /// Lower-case host name the route is narrowed to, without port.
+    pub host: Option<String>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+}
+
+impl Config {
+    /// The upstream a route sends to.
+    pub fn route_upstream(&self, route: &Route) -> &Upstream {
+        &self.upstreams[route.upstream]
+    }
+}
+
+/// Reads, parses and validates a config file; resolves server host names.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            path,
+            format!("cannot read the file: {e}; check the path given with -c"),
+        )
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is only used in error messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let file: file::FileConfig =
+        serde_yaml::from_str(text).map_err(|e| ConfigError::from_yaml(path, &e))?;
+    validate::validate(file).map_err(|e| e.in_file(path))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+use super::*;
+
+fn parse_ok(yaml: &str) -> Config {
+    parse(Path::new("test.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn parse_err(yaml: &str) -> ConfigError {
+    match parse(Path::new("test.yaml"), yaml) {
+        Ok(config) => panic!("accepted: {config:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error names `key` (as the key path or in the message) and says `what`.
+fn assert_err(yaml: &str, key: &str, what: &str) {
+    let err = parse_err(yaml);
+    let text = err.to_string();
+    assert!(text.starts_with("test.yaml"), "no file name: {text}");
+    assert!(text.contains(key), "error does not name `{key}`: {text}");
+    assert!(text.contains(what), "error does not say `{what}`: {text}");
+}
+
+const MINIMAL: &str = "
+upstreams:
+  app:
+    servers:
+      - addr: 127.0.0.1:8001
+routes:
+  - { path: /, upstream: app }
+";
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/edgeproxy.yaml"))
+        .unwrap();
+    let config = parse_ok(&text);
+    let weights: Vec<u16> = config.upstreams[0]
+        .servers
+        .iter()
+        .map(|s| s.weight)
+        .collect();
+    assert_eq!(weights, [1, 2, 3]);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = parse_ok(MINIMAL);
+    assert_eq!(config.server.listen, ["0.0.0.0:8080".parse().unwrap()]);
+    assert_eq!(config.server.health_path, "/edge-health");
+    assert_eq!(config.server.grace_period, Duration::from_secs(10));
+    assert!(config.server.threads >= 1);
+    assert_eq!(config.metrics, None);
+    let app = &config.upstreams[0];
+    assert_eq!(app.balance, Balance::RoundRobin);
+    assert_eq!(app.timeouts, Timeouts::DEFAULT);
+    assert_eq!(app.servers[0].id, "1");
+    assert_eq!(app.servers[0].weight, 1);
+}
+
+#[test]
+fn every_key_of_the_schema_is_read() {
+    let config = parse_ok(
+        r#"
+server:
+  listen: ["127.0.0.1:8080", "[::1]:8081"]
+  threads: 3
+  health_path: /nginx-health
+  grace_period: 1500ms
+metrics:
+  listen: 127.0.0.1:9091
+upstreams:
+  app:
+    balance: round_robin
+    servers:
+      - addr: 127.0.0.1:8001
+        id: "a"
+        weight: 5
+      - { addr: "localhost:8002", id: 7, weight: 1 }
+    connect_timeout: 150ms
+    read_timeout: 5m
+    write_timeout: 1h
+routes:
+  - { path: /api/, upstream: app, host: API.example.com }
+  - { path: /, upstream: app }
+"#,
+    );
+    assert_eq!(config.server.listen.len(), 2);
+    assert_eq!(config.server.threads, 3);
+    assert_eq!(config.server.health_path, "/nginx-health");
+    assert_eq!(config.server.grace_period, Duration::from_millis(1500));
+    assert_eq!(
+        config.metrics.unwrap().listen,
+        "127.0.0.1:9091".parse().unwrap()
+    );
+    let app = &config.upstreams[0];
+    assert_eq!(app.timeouts.connect, Duration::from_millis(150));
+    assert_eq!(app.timeouts.read, Duration::from_secs(300));
+    assert_eq!(app.timeouts.write, Duration::from_secs(3600));
+    assert_eq!(app.servers[0].id, "a");
+    assert_eq!(app.servers[0].weight, 5);
+    assert_eq!(app.servers[1].id, "7");
+    assert_eq!(
+        app.servers[1].addr, "localhost:8002",
+        "kept as written for X-Served-By"
+    );
+    assert!(
+        app.servers[1].socket_addr.ip().is_loopback(),
+        "host names are resolved"
+    );
+    assert_eq!(config.routes[0].host.as_deref(), Some("api.example.com"));
+    assert_eq!(config.routes[0].upstream, 0);
+}
+
+#[test]
+fn unknown_keys_are_rejected_at_every_level() {
+    assert_err(
+        &format!("servr: {{}}\n{MINIMAL}"),
+        "unknown field `servr`",
+        "expected one of",
+    );
+    assert_err(
+        &format!("server: {{ listn: [] }}\n{MINIMAL}"),
+        "server",
+        "unknown field `listn`",
+    );
+    assert_err(
+        &format!("metrics: {{ listen: 127.0.0.1:9091, path: /m }}\n{MINIMAL}"),
+        "metrics",
+        "unknown field `path`",
+    );
+    assert_err(
+        "upstreams: { app: { servers: [ { addr: 127.0.0.1:1 } ], timeout: 2s } }\nroutes: [ { path: /, upstream: app } ]",
+        "upstreams.app",
+        "unknown field `timeout`",
+    );
+    assert_err(
+        "upstreams: { app: { servers: [ { addr: 127.0.0.1:1, wieght: 2 } ] } }\nroutes: [ { path: /, upstream: app } ]",
+        "upstreams.app.servers[0]",
+        "unknown field `wieght`",
+    );
+    assert_err(
+        "upstreams: { app: { servers: [ { addr: 127.0.0.1:1 } ] } }\nroutes: [ { path: /, upstream: app, cache: 1h } ]",
+        "routes[0]",
+        "unknown field `cache`",
+    );
+}
+
+#[test]
+fn yaml_errors_point_at_line_and_column() {
+    let err = parse_err("upstreams:\n  app:\n    servers:\n      - addr: 127.0.0.1:8001\n        wieght: 2\nroutes: []\n");
+    assert!(err.to_string().starts_with("test.yaml:5:9: "), "{err}");
+    let err = parse_err("upstreams: [\n");
+    assert!(err.to_string().starts_with("test.yaml:"), "{err}");
+}
+
+#[test]
+fn bad_values_say_what_is_wrong() {
+    let with_server = |server: &str| {
+        format!("upstreams: {{ app: {{ servers: [ {server} ] }} }}\nroutes: [ {{ path: /, upstream: app }} ]")
+    };
+    assert_err(
+        &with_server("{ addr: 127.0.0.1 }"),
+        "upstreams.app.servers[0]",
+        "missing port",
+    );
+    assert_err(
+        &with_server("{ addr: '127.0.0.1:99999' }"),
+        "servers[0]",
+        "1 to 65535",
+    );
+    assert_err(
+        &with_server("{ addr: 127.0.0.1:1, weight: 0 }"),
+        "servers[0]",
+        "invalid weight 0",
+    );
+    assert_err(
+        &with_server("{ addr: 127.0.0.1:1, weight: 1001 }"),
+        "servers[0]",
+        "1 to 1000",
+    );
+    assert_err(
+        &with_server("{ addr: 127.0.0.1:1, weight: heavy }"),
+        "servers[0]",
+        "invalid type",
+    );
+    assert_err(
+        &with_server("{ id: 1 }"),
+        "servers[0]",
+        "missing field `addr`",
+    );
+    assert_err(
+        &with_server("{ addr: 'no-such-host.invalid:80' }"),
+        "upstreams.app.servers[0].addr",
+        "cannot resolve",
+    );
+    assert_err(
+        &with_server("{ addr: 127.0.0.1:1, id: 'a b' }"),
+        "upstreams.app.servers[0].id",
+        "header value",
+    );
+    assert_err(
+        &with_server("{ addr: 127.0.0.1:1 }, { addr: 127.0.0.1:2, id: '1' }"),
+        "servers[1].id",
+        "already used",
+    );
+    assert_err(
+        &with_server("{ addr: 127.0.0.1:1 }, { addr: 127.0.0.1:1 }"),
+        "servers[1].addr",
+        "same server",
+    );
+    assert_err(&with_server(""), "upstreams.app.servers", "empty");
+
+    let with_upstream = |extra: &str| {
+        format!("upstreams: {{ app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ], {extra} }} }}\nroutes: [ {{ path: /, upstream: app }} ]")
+    };
+    assert_err(
+        &with_upstream("connect_timeout: 2"),
+        "upstreams.app",
+        "missing unit",
+    );
+    assert_err(
+        &with_upstream("read_timeout: 2 sec"),
+        "upstreams.app",
+        "unknown unit `sec`",
+    );
+    assert_err(
+        &with_upstream("write_timeout: 0s"),
+        "upstreams.app.write_timeout",
+        "positive",
+    );
+    assert_err(
+        &with_upstream("balance: fastest"),
+        "upstreams.app.balance",
+        "unknown variant `fastest`",
+    );
+}
+
+#[test]
+fn server_section_is_checked() {
+    assert_err(
+        &format!("server: {{ listen: ['localhost:80'] }}\n{MINIMAL}"),
+        "server.listen",
+        "IP:port",
+    );
+    assert_err(
+        &format!("server: {{ listen: [] }}\n{MINIMAL}"),
+        "server.listen",
+        "empty",
+    );
+    assert_err(
+        &format!("server: {{ listen: ['127.0.0.1:80', '127.0.0.1:80'] }}\n{MINIMAL}"),
+        "server.listen",
+        "listed twice",
+    );
+    assert_err(
+        &format!("server: {{ threads: 0 }}\n{MINIMAL}"),
+        "server.threads",
+        "out of range",
+    );
+    assert_err(
+        &format!("server: {{ health_path: health }}\n{MINIMAL}"),
+        "server.health_path",
+        "start with `/`",
+    );
+    assert_err(
+        &format!("server: {{ grace_period: soon }}\n{MINIMAL}"),
+        "server",
+        "invalid duration `soon`",
+    );
+    assert_err(
+        &format!("server: {{ listen: ['127.0.0.1:8080'] }}\nmetrics: {{ listen: '127.0.0.1:8080' }}\n{MINIMAL}"),
+        "metrics.listen",
+        "also a proxy listener",
+    );
+}
+
+#[test]
+fn routes_are_checked() {
+    let with_routes = |routes: &str| {
+        format!("upstreams: {{ app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ] }} }}\nroutes: [ {routes} ]")
+    };
+    assert_err(
+        &with_routes("{ path: /, upstream: api }"),
+        "routes[0].upstream",
+        "unknown upstream `api`; defined upstreams: app",
+    );
+    assert_err(
+        &with_routes("{ path: api, upstream: app }"),
+        "routes[0].path",
+        "start with `/`",
+    );
+    assert_err(
+        &with_routes("{ path: /, upstream: app }, { path: /, upstream: app }"),
+        "routes[1].path",
+        "already has path",
+    );
+    assert_err(
+        &with_routes("{ path: /, upstream: app, host: 'a b' }"),
+        "routes[0].host",
+        "not a host name",
+    );
+    assert_err(
+        &with_routes("{ upstream: app }"),
+        "routes[0]",
+        "missing field `path`",
+    );
+    assert_err(&with_routes(""), "routes", "no route");
+    // The same path on two hosts is fine.
+    parse_ok(&with_routes(
+        "{ path: /, upstream: app }, { path: /, upstream: app, host: a.example }",
+    ));
+}
+
+#[test]
+fn whole_file_problems_are_reported() {
+    assert_err("", "test.yaml", "missing field `upstreams`");
+    assert_err("upstreams: {}\nroutes: []", "upstreams", "no upstream");
+    assert_err(
+        "upstreams:\n  app: { servers: [ { addr: 127.0.0.1:1 } ] }\n  app: { servers: [ { addr: 127.0.0.1:2 } ] }\nroutes: [ { path: /, upstream: app } ]",
+        "upstreams",
+        "`app` is defined twice",
+    );
+    assert_err("- just\n- a list", "test.yaml", "invalid type");
+}
+
+#[test]
+fn a_missing_file_says_so() {
+    let err = load(Path::new("/nonexistent/edgeproxy.yaml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/edgeproxy.yaml: cannot read the file"),
+        "{err}"
+    );
+}

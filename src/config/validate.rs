@@ -1,0 +1,276 @@
+//! Checks that need the whole file (cross-references, uniqueness, name resolution) and the
+//! conversion of [`FileConfig`] into [`Config`].
+
+use super::file::{FileConfig, FileRoute, FileServer, FileUpstream};
+use super::{
+    Balance, Config, ConfigError, MetricsSettings, Route, ServerSettings, Timeouts, Upstream,
+    UpstreamServer,
+};
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_HEALTH_PATH: &str = "/edge-health";
+const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+const MAX_THREADS: usize = 1024;
+
+/// Turns the parsed file into a [`Config`], or says what is wrong and where.
+pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
+    let server = server_settings(file.server)?;
+    let metrics = file.metrics.map(|m| MetricsSettings { listen: m.listen.0 });
+    if let Some(metrics) = &metrics {
+        if server.listen.contains(&metrics.listen) {
+            return Err(ConfigError::at_key(
+                "metrics.listen",
+                format!(
+                    "{} is also a proxy listener (server.listen); give /metrics its own port",
+                    metrics.listen
+                ),
+            ));
+        }
+    }
+
+    if file.upstreams.is_empty() {
+        return Err(ConfigError::at_key(
+            "upstreams",
+            "no upstream is defined; add one with at least one server",
+        ));
+    }
+    let upstreams = file
+        .upstreams
+        .into_iter()
+        .map(|(name, upstream)| upstream_settings(name, upstream))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let routes = routes(file.routes, &upstreams)?;
+    Ok(Config {
+        server,
+        metrics,
+        upstreams,
+        routes,
+    })
+}
+
+fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
+    let listen: Vec<SocketAddr> = match file.listen {
+        Some(list) => list.into_iter().map(|a| a.0).collect(),
+        None => vec![DEFAULT_LISTEN.parse().expect("constant address")],
+    };
+    if listen.is_empty() {
+        return Err(ConfigError::at_key(
+            "server.listen",
+            "the list is empty; give at least one address such as 0.0.0.0:8080",
+        ));
+    }
+    if let Some(dup) = first_duplicate(&listen) {
+        return Err(ConfigError::at_key(
+            "server.listen",
+            format!("{dup} is listed twice"),
+        ));
+    }
+
+    let threads = match file.threads {
+        Some(n) if (1..=MAX_THREADS).contains(&n) => n,
+        Some(n) => {
+            return Err(ConfigError::at_key(
+                "server.threads",
+                format!(
+                "{n} is out of range: use 1 to {MAX_THREADS}, or omit it to use one thread per CPU"
+            ),
+            ))
+        }
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+
+    let health_path = file
+        .health_path
+        .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_string());
+    check_path("server.health_path", &health_path)?;
+
+    Ok(ServerSettings {
+        listen,
+        threads,
+        health_path,
+        grace_period: file.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+    })
+}
+
+fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, ConfigError> {
+    let key = format!("upstreams.{name}");
+    if name.trim().is_empty() {
+        return Err(ConfigError::at_key(key, "an upstream name cannot be empty"));
+    }
+    if file.balance != Balance::RoundRobin {
+        return Err(ConfigError::at_key(
+            format!("{key}.balance"),
+            "only round_robin is available in this version",
+        ));
+    }
+    if file.servers.is_empty() {
+        return Err(ConfigError::at_key(
+            format!("{key}.servers"),
+            "the list is empty; add at least one server with an addr",
+        ));
+    }
+
+    let defaults = Timeouts::DEFAULT;
+    let timeouts = Timeouts {
+        connect: positive(
+            &key,
+            "connect_timeout",
+            file.connect_timeout,
+            defaults.connect,
+        )?,
+        read: positive(&key, "read_timeout", file.read_timeout, defaults.read)?,
+        write: positive(&key, "write_timeout", file.write_timeout, defaults.write)?,
+    };
+
+    let mut servers = Vec::with_capacity(file.servers.len());
+    let mut seen_ids = HashSet::new();
+    let mut seen_sockets: HashMap<SocketAddr, String> = HashMap::new();
+    for (i, entry) in file.servers.into_iter().enumerate() {
+        let server_key = format!("{key}.servers[{i}]");
+        let socket_addr = resolve(&entry.addr.host, entry.addr.port).map_err(|why| {
+            ConfigError::at_key(
+                format!("{server_key}.addr"),
+                format!("cannot resolve `{}`: {why}", entry.addr.text),
+            )
+        })?;
+        if let Some(other) = seen_sockets.insert(socket_addr, entry.addr.text.clone()) {
+            return Err(ConfigError::at_key(
+                format!("{server_key}.addr"),
+                format!(
+                    "`{}` is the same server as `{other}` ({socket_addr}); list each server once and use weight to give it more traffic",
+                    entry.addr.text
+                ),
+            ));
+        }
+        let id = entry.id.map_or_else(|| (i + 1).to_string(), |l| l.0);
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::at_key(
+                format!("{server_key}.id"),
+                format!("`{id}` cannot be sent as a header value: use visible ASCII characters without spaces"),
+            ));
+        }
+        if !seen_ids.insert(id.clone()) {
+            return Err(ConfigError::at_key(
+                format!("{server_key}.id"),
+                format!("id `{id}` is already used by another server of this upstream"),
+            ));
+        }
+        servers.push(UpstreamServer {
+            addr: entry.addr.text,
+            socket_addr,
+            id,
+            weight: entry.weight.map_or(1, |w| w.0),
+        });
+    }
+
+    Ok(Upstream {
+        name,
+        balance: file.balance,
+        servers,
+        timeouts,
+    })
+}
+
+fn routes(file: Vec<FileRoute>, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {
+    if file.is_empty() {
+        return Err(ConfigError::at_key(
+            "routes",
+            "no route is defined; add one such as `- { path: /, upstream: app }`",
+        ));
+    }
+    let mut seen = HashSet::new();
+    file.into_iter()
+        .enumerate()
+        .map(|(i, route)| {
+            let key = format!("routes[{i}]");
+            check_path(&format!("{key}.path"), &route.path)?;
+            let host = route.host.map(|h| h.trim().to_ascii_lowercase());
+            if let Some(host) = &host {
+                if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+                    return Err(ConfigError::at_key(
+                        format!("{key}.host"),
+                        format!("`{host}` is not a host name; write it as in the Host header, e.g. api.example.com"),
+                    ));
+                }
+            }
+            let upstream = upstreams
+                .iter()
+                .position(|u| u.name == route.upstream)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                    ConfigError::at_key(
+                        format!("{key}.upstream"),
+                        format!(
+                            "unknown upstream `{}`; defined upstreams: {}",
+                            route.upstream,
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+            if !seen.insert((host.clone(), route.path.clone())) {
+                return Err(ConfigError::at_key(
+                    format!("{key}.path"),
+                    format!(
+                        "another route already has path `{}`{}; remove one of them",
+                        route.path,
+                        host.as_deref().map(|h| format!(" and host `{h}`")).unwrap_or_default()
+                    ),
+                ));
+            }
+            Ok(Route {
+                path: route.path,
+                host,
+                upstream,
+            })
+        })
+        .collect()
+}
+
+fn check_path(key: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c == '?') {
+        return Err(ConfigError::at_key(
+            key,
+            format!("`{path}` is not a path: it must start with `/` and contain no spaces or `?`"),
+        ));
+    }
+    Ok(())
+}
+
+fn positive(
+    upstream_key: &str,
+    name: &str,
+    value: Option<super::values::DurationValue>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        Some(d) if d.0.is_zero() => Err(ConfigError::at_key(
+            format!("{upstream_key}.{name}"),
+            "a timeout of 0 would fail every request; give a positive duration such as 2s",
+        )),
+        Some(d) => Ok(d.0),
+        None => Ok(default),
+    }
+}
+
+/// Resolves a host name, preferring IPv4 as most container and EC2 networks are IPv4.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "the name has no addresses".to_string())
+}
+
+fn first_duplicate<T: Eq + std::hash::Hash + Copy>(items: &[T]) -> Option<T> {
+    let mut seen = HashSet::new();
+    items.iter().copied().find(|item| !seen.insert(*item))
+}

@@ -1,0 +1,255 @@
+//! Scalar value types of the config file.
+//!
+//! Each one validates itself while serde reads it, so a bad value is reported by serde_yaml
+//! with its key path and line/column, instead of by a later pass that no longer knows where
+//! the value came from.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A duration written as a number and a unit: `150ms`, `2s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl DurationValue {
+    /// Parses `150ms`, `2s`, `5m` or `1h`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let hint = "write a whole number followed by ms, s, m or h, e.g. 150ms, 2s, 5m, 1h";
+        if digits.is_empty() {
+            return Err(format!("invalid duration `{text}`: {hint}"));
+        }
+        let millis_per_unit: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => return Err(format!("invalid duration `{text}`: missing unit; {hint}")),
+            _ => {
+                let unit = unit.trim();
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{unit}`; {hint}"
+                ));
+            }
+        };
+        let millis = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(millis_per_unit))
+            .ok_or_else(|| format!("invalid duration `{text}`: number too large"))?;
+        let duration = Duration::from_millis(millis);
+        Ok(Self(duration))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = scalar_string(deserializer, "a duration such as 2s")?;
+        Self::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A listening address: an IP and a port, e.g. `0.0.0.0:8080` or `[::]:8080`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = scalar_string(deserializer, "an address such as 0.0.0.0:8080")?;
+        text.trim().parse().map(Self).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid listen address `{text}`: write IP:port, e.g. 0.0.0.0:8080, 127.0.0.1:9091 or [::]:8080"
+            ))
+        })
+    }
+}
+
+/// A server address as configured: `host:port`, where host is an IP or a DNS name.
+///
+/// Name resolution happens later, once the whole file has been read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The text exactly as written, used for `X-Served-By` and in logs.
+    pub text: String,
+    /// The host part, without brackets for IPv6.
+    pub host: String,
+    /// The port, 1 to 65535.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `host:port`, `ip:port` or `[ipv6]:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hint = "write host:port, e.g. 127.0.0.1:8001 or app1:8000";
+        let invalid = |why: &str| format!("invalid server address `{text}`: {why}; {hint}");
+        if text.contains("://") {
+            return Err(invalid("a server is not a URL, leave out the scheme"));
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("missing port"))?;
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner
+                .strip_suffix(']')
+                .ok_or_else(|| invalid("unclosed `[`"))?,
+            None if host.contains(':') => {
+                return Err(invalid("an IPv6 address must be written in brackets"))
+            }
+            None => host,
+        };
+        if host.is_empty() {
+            return Err(invalid("missing host"));
+        }
+        if host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(invalid("the host contains a space or `/`"));
+        }
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?;
+        Ok(Self {
+            text: text.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = scalar_string(deserializer, "an address such as 127.0.0.1:8001")?;
+        Self::parse(text.trim()).map_err(de::Error::custom)
+    }
+}
+
+/// A server weight, 1 to [`Weight::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight(pub u16);
+
+impl Weight {
+    /// The largest weight accepted. Weighted schedules are expanded per unit of weight, so the
+    /// bound keeps them small; HAProxy caps weights at 256 for the same reason.
+    pub const MAX: u16 = 1000;
+}
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(deserializer)?;
+        match u16::try_from(n) {
+            Ok(w) if (1..=Self::MAX).contains(&w) => Ok(Self(w)),
+            _ => Err(de::Error::custom(format!(
+                "invalid weight {n}: must be a whole number from 1 to {}",
+                Self::MAX
+            ))),
+        }
+    }
+}
+
+/// A string that YAML may have typed as a number (`id: 1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label(pub String);
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        scalar_string(deserializer, "a string or a number").map(Self)
+    }
+}
+
+/// Reads a string, integer or float scalar as text.
+fn scalar_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    expected: &'static str,
+) -> Result<String, D::Error> {
+    struct ScalarVisitor(&'static str);
+
+    impl Visitor<'_> for ScalarVisitor {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    deserializer.deserialize_any(ScalarVisitor(expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        let ok = |s: &str| DurationValue::parse(s).unwrap().0;
+        assert_eq!(ok("150ms"), Duration::from_millis(150));
+        assert_eq!(ok("2s"), Duration::from_secs(2));
+        assert_eq!(ok("5m"), Duration::from_secs(300));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("0s"), Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_fix() {
+        for (input, expected) in [
+            ("10", "missing unit"),
+            ("10 sec", "unknown unit"),
+            ("s", "write a whole number"),
+            ("-1s", "write a whole number"),
+            ("1.5s", "unknown unit"),
+            ("99999999999999999999s", "too large"),
+            ("999999999999999999h", "too large"),
+        ] {
+            let err = DurationValue::parse(input).unwrap_err();
+            assert!(err.contains(expected), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        let hp = HostPort::parse("app1:8000").unwrap();
+        assert_eq!((hp.host.as_str(), hp.port), ("app1", 8000));
+        let hp = HostPort::parse("[::1]:80").unwrap();
+        assert_eq!((hp.host.as_str(), hp.port), ("::1", 80));
+        assert_eq!(
+            HostPort::parse("127.0.0.1:8001").unwrap().text,
+            "127.0.0.1:8001"
+        );
+    }
+
+    #[test]
+    fn bad_host_ports_say_what_is_wrong() {
+        for (input, expected) in [
+            ("app1", "missing port"),
+            (":80", "missing host"),
+            ("app1:0", "1 to 65535"),
+            ("app1:99999", "1 to 65535"),
+            ("app1:http", "1 to 65535"),
+            ("::1:80", "brackets"),
+            ("[::1:80", "unclosed"),
+            ("http://app1:80", "leave out the scheme"),
+            ("app1/x:80", "`/`"),
+        ] {
+            let err = HostPort::parse(input).unwrap_err();
+            assert!(err.contains(expected), "{input}: {err}");
+        }
+    }
+}

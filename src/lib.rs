@@ -1,0 +1,17 @@
+//! edgeproxy: an edge proxy and HTTP load balancer on Cloudflare's Pingora.
+//!
+//! A request flows config → [`snapshot`] (router + pools) → [`proxy`] phases, which pick a
+//! server with [`balance`] and log with [`access_log`]; [`server`] wires it into Pingora and
+//! [`shutdown`] handles signals.
+
+pub mod access_log;
+pub mod balance;
+pub mod cli;
+pub mod config;
+pub mod inflight;
+pub mod listeners;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod shutdown;
+pub mod snapshot;

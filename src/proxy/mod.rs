@@ -1,0 +1,201 @@
+//! The HTTP proxy: Pingora's request phases, each doing one job.
+
+mod forwarded;
+mod respond;
+
+use crate::access_log::AccessRecord;
+use crate::balance::{Pool, Server};
+use crate::inflight::{Inflight, InflightGuard};
+use crate::snapshot::Snapshot;
+use async_trait::async_trait;
+use http::header::HOST;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The proxy service's logic.
+pub struct EdgeProxy {
+    snapshot: Arc<Snapshot>,
+    inflight: Inflight,
+}
+
+impl EdgeProxy {
+    /// A proxy serving `snapshot`, counting its requests in `inflight`.
+    pub fn new(snapshot: Arc<Snapshot>, inflight: Inflight) -> Self {
+        Self { snapshot, inflight }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    started: Instant,
+    _inflight: InflightGuard,
+    snapshot: Arc<Snapshot>,
+    route: Option<usize>,
+    server: Option<usize>,
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+}
+
+impl RequestCtx {
+    fn pool(&self) -> Option<&Pool> {
+        let route = &self.snapshot.config.routes[self.route?];
+        Some(&self.snapshot.pools[route.upstream])
+    }
+
+    fn server(&self) -> Option<&Server> {
+        Some(&self.pool()?.servers()[self.server?])
+    }
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_canonical())
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            _inflight: self.inflight.enter(),
+            snapshot: Arc::clone(&self.snapshot),
+            route: None,
+            server: None,
+            upstream_started: None,
+            upstream_time: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let path = req.uri.path();
+        if path == ctx.snapshot.config.server.health_path {
+            respond::text(session, 200, "ok\n".into()).await?;
+            return Ok(true);
+        }
+        let host = req
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host());
+        ctx.route = ctx.snapshot.router.find(host, path);
+        if ctx.route.is_none() {
+            respond::text(
+                session,
+                404,
+                "404 Not Found: no route matches this path\n".into(),
+            )
+            .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let pool = ctx.pool().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "upstream_peer without a route")
+        })?;
+        let Some(index) = pool.select() else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no server is ready");
+        };
+        let peer = pool.servers()[index].peer();
+        ctx.server = Some(index);
+        ctx.upstream_started = Some(Instant::now());
+        Ok(peer)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        forwarded::apply(upstream_request, client_ip(session), false)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        if let Some(server) = ctx.server() {
+            upstream_response.insert_header("x-served-by", server.served_by.clone())?;
+            upstream_response.insert_header("x-instance-id", server.instance_id.clone())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let status = error_status(e);
+        if status > 0 {
+            let upstream = ctx.pool().map_or("-", Pool::name);
+            let body = error_body(status, upstream);
+            session.set_keepalive(None);
+            if let Err(write_error) = respond::text(session, status, body).await {
+                log::debug!("could not send the {status} response: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let req = session.req_header();
+        AccessRecord {
+            client: client_ip(session),
+            method: req.method.as_str(),
+            target: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            upstream: ctx.pool().map_or("-", Pool::name),
+            backend: ctx.server().map_or("-", |s| s.config.addr.as_str()),
+            upstream_time: ctx.upstream_time,
+            total_time: ctx.started.elapsed(),
+        }
+        .write();
+    }
+}
+
+/// The status the client gets for a failed request; 0 when the client is gone.
+fn error_status(e: &Error) -> u16 {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (HTTPStatus(code), _) => *code,
+        (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+        (_, ErrorSource::Upstream) => 502,
+        (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
+        (_, ErrorSource::Downstream) => 400,
+        (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
+    }
+}
+
+fn error_body(status: u16, upstream: &str) -> String {
+    match status {
+        502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
+        503 => format!("503 Service Unavailable: upstream `{upstream}` has no server ready\n"),
+        504 => format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n"),
+        400 => "400 Bad Request\n".to_string(),
+        _ => format!("{status} error\n"),
+    }
+}

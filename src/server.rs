@@ -1,0 +1,67 @@
+//! Assembling and running the Pingora server from a validated config.
+
+use crate::config::Config;
+use crate::inflight::Inflight;
+use crate::listeners;
+use crate::proxy::EdgeProxy;
+use crate::shutdown::Signals;
+use crate::snapshot::Snapshot;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use std::sync::Arc;
+
+/// Runs the proxy until a signal stops it. Returns an error, before anything starts, when a
+/// listening address cannot be bound.
+pub fn run(config: Config) -> Result<(), String> {
+    let problems = listeners::probe(
+        config
+            .server
+            .listen
+            .iter()
+            .map(|addr| ("server.listen", addr))
+            .chain(config.metrics.iter().map(|m| ("metrics.listen", &m.listen))),
+    );
+    if let Some(problem) = problems.first() {
+        return Err(problem.describe());
+    }
+
+    let settings = config.server.clone();
+    let conf = ServerConf {
+        threads: settings.threads,
+        // A backstop only: `Signals` exits as soon as requests drain, or at the exact
+        // grace period; Pingora's own timer counts whole seconds.
+        grace_period_seconds: Some(settings.grace_period.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let inflight = Inflight::default();
+    let snapshot = Arc::new(Snapshot::new(config));
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        EdgeProxy::new(snapshot, inflight.clone()),
+        "edgeproxy",
+    );
+    for addr in &settings.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+
+    log::info!(
+        "edgeproxy {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        settings
+            .listen
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(inflight, settings.grace_period)),
+    });
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! The command line and the process lifecycle: `check`, start-up failures, signals.
+
+mod common;
+
+use common::{client, free_port, upstream, Backend, Proxy};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn edgeproxy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(args)
+        .output()
+        .expect("edgeproxy runs")
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("edgeproxy.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn valid_config(port: u16) -> String {
+    format!(
+        "server: {{ listen: [\"127.0.0.1:{port}\"] }}
+upstreams:
+  app:
+    servers: [ {{ addr: 127.0.0.1:8001 }}, {{ addr: 127.0.0.1:8002 }} ]
+routes:
+  - {{ path: /, upstream: app }}
+"
+    )
+}
+
+#[test]
+fn check_accepts_a_valid_file_with_a_one_line_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &valid_config(free_port()));
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains(&path) && stdout.contains("is valid"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 upstream(s) with 2 server(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = edgeproxy(&[
+        "check",
+        "-c",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/conf/edgeproxy.yaml"),
+    ]);
+    // The shipped config listens on 0.0.0.0:8080, which another program may hold: that is a
+    // warning, not an error.
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn check_rejects_a_bad_file_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "upstreams:\n  app:\n    servers:\n      - addr: 127.0.0.1:8001\n      - addr: 127.0.0.1:0\nroutes:\n  - { path: /, upstream: app }\n",
+    );
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!("edgeproxy: error: {path}:5:")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("upstreams.app.servers[1]"), "{stderr}");
+    assert!(stderr.contains("1 to 65535"), "{stderr}");
+}
+
+#[test]
+fn check_rejects_a_route_to_an_unknown_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &valid_config(free_port()).replace("upstream: app }", "upstream: ap }"),
+    );
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("routes[0].upstream: unknown upstream `ap`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_rejects_an_address_this_host_cannot_listen_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // 192.0.2.1 (TEST-NET-1) is never assigned here; only bind() is tried, nothing is sent.
+    let path = write_config(
+        &dir,
+        &valid_config(free_port()).replace("127.0.0.1:", "192.0.2.1:"),
+    );
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("server.listen: cannot listen on 192.0.2.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = edgeproxy(&["check", "-c", "/nonexistent/edgeproxy.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("/nonexistent/edgeproxy.yaml: cannot read the file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_refuses_to_start_on_a_port_in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &valid_config(port));
+    let out = edgeproxy(&["-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+fn proxy_with_grace(backend: &Backend, grace: &str) -> Proxy {
+    Proxy::start_with(
+        &format!("  grace_period: {grace}"),
+        &format!(
+            "{}routes:\n  - {{ path: /, upstream: app }}\n",
+            upstream(&[backend], &[1])
+        ),
+    )
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period() {
+    let backend = Backend::start("1");
+    let mut proxy = proxy_with_grace(&backend, "5s");
+    let slow = tokio::spawn(client().get(proxy.url("/slow?ms=1000")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    proxy.child.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", proxy.port)).is_err(),
+        "still accepting after SIGTERM"
+    );
+
+    let resp = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    let status = proxy
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits");
+    let elapsed = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "exited {elapsed:?} after SIGTERM; nothing was left in flight after ~0.8s"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_gives_up_on_requests_longer_than_the_grace_period() {
+    let backend = Backend::start("1");
+    let mut proxy = proxy_with_grace(&backend, "700ms");
+    let slow = tokio::spawn(client().get(proxy.url("/slow?ms=10000")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    proxy.child.signal("TERM");
+    let status = proxy
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits");
+    let elapsed = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        elapsed >= Duration::from_millis(650) && elapsed < Duration::from_millis(2000),
+        "exited {elapsed:?} after SIGTERM with a 700ms grace period"
+    );
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the cut request cannot succeed"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_on_an_idle_proxy_exits_at_once() {
+    let backend = Backend::start("1");
+    let mut proxy = proxy_with_grace(&backend, "10s");
+    let signalled = Instant::now();
+    proxy.child.signal("TERM");
+    let status = proxy
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn sigint_exits_fast_even_with_requests_in_flight() {
+    let backend = Backend::start("1");
+    let mut proxy = proxy_with_grace(&backend, "10s");
+    let _slow = tokio::spawn(client().get(proxy.url("/slow?ms=10000")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    proxy.child.signal("INT");
+    proxy
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        signalled.elapsed()
+    );
+}

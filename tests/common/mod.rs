@@ -1,0 +1,227 @@
+//! Test harness: real demo backends and a real edgeproxy, as child processes on 127.0.0.1
+//! ephemeral ports, each proxy with its own temp dir. Everything is killed on drop.
+
+#![allow(dead_code)] // each test crate uses a different part of the harness
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// How long a child may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends a signal by name (TERM, INT, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends a GET with `Connection: close` over a plain socket and returns the status code, or
+/// None if nothing answered. Used only to wait for readiness.
+pub fn probe_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Waits until `path` answers with `status`, or with anything if `status` is None.
+fn wait_ready(child: &mut ChildGuard, port: u16, path: &str, status: Option<u16>, what: &str) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(got) = probe_status(port, path) {
+            if status.is_none_or(|want| want == got) {
+                return;
+            }
+        }
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            panic!("{what} exited during start-up: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not answer {path} on port {port} within {START_TIMEOUT:?}");
+}
+
+/// A demo backend process.
+pub struct Backend {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its instance id.
+    pub id: String,
+    child: ChildGuard,
+}
+
+impl Backend {
+    /// Starts `edgeproxy-demo` with this id and waits until it answers.
+    pub fn start(id: &str) -> Backend {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy-demo"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--id", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("edgeproxy-demo starts");
+        let mut child = ChildGuard(child);
+        wait_ready(&mut child, port, "/health", Some(200), "demo backend");
+        Backend {
+            port,
+            id: id.to_string(),
+            child,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the backend now.
+    pub fn kill(self) {}
+}
+
+/// A running edgeproxy with its config and log in a temp dir.
+pub struct Proxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The temp dir with `edgeproxy.yaml` and `stderr.log`.
+    pub dir: TempDir,
+    /// The process.
+    pub child: ChildGuard,
+}
+
+impl Proxy {
+    /// Starts edgeproxy with `body` (the config without the `server:` section) and waits until
+    /// it answers HTTP. `server` holds extra `server:` keys, one per line.
+    pub fn start_with(server: &str, body: &str) -> Proxy {
+        let port = free_port();
+        let config =
+            format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n{server}\n{body}");
+        Self::start_config(port, &config)
+    }
+
+    /// Starts edgeproxy with `body`, default server settings.
+    pub fn start(body: &str) -> Proxy {
+        Self::start_with("", body)
+    }
+
+    /// Starts edgeproxy with a complete config that listens on `port`.
+    pub fn start_config(port: u16, config: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("edgeproxy.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = File::create(dir.path().join("stderr.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+            .arg("-c")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("edgeproxy starts");
+        let mut child = ChildGuard(child);
+        // The default health path is answered locally, so probing it takes no balancing turn.
+        // Any answer will do: a test may move the health path and proxy this one to a dead
+        // server.
+        wait_ready(&mut child, port, "/edge-health", None, "edgeproxy");
+        Proxy { port, dir, child }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Everything the proxy wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+}
+
+/// An upstream block named `app` over these backends with these weights.
+pub fn upstream(backends: &[&Backend], weights: &[u16]) -> String {
+    let mut yaml = String::from("upstreams:\n  app:\n    servers:\n");
+    for (backend, weight) in backends.iter().zip(weights) {
+        yaml.push_str(&format!(
+            "      - {{ addr: \"{}\", id: \"{}\", weight: {weight} }}\n",
+            backend.addr(),
+            backend.id
+        ));
+    }
+    yaml
+}
+
+/// An HTTP client that keeps connections alive, like a browser.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The `X-Instance-ID` of a response.
+pub fn instance(resp: &reqwest::Response) -> String {
+    header(resp, "x-instance-id")
+}
+
+/// A response header as text, empty if absent.
+pub fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}

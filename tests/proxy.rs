@@ -1,0 +1,280 @@
+//! The proxy end to end: real backends, the real binary, a real HTTP client.
+
+mod common;
+
+use common::{client, header, instance, upstream, Backend, Proxy};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+const ROUTE_ALL: &str = "routes:\n  - { path: /, upstream: app }\n";
+
+fn three_backends() -> (Backend, Backend, Backend) {
+    (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    )
+}
+
+#[tokio::test]
+async fn round_robin_alternates_in_file_order() {
+    let (b1, b2, b3) = three_backends();
+    let proxy = Proxy::start(&format!(
+        "{}{ROUTE_ALL}",
+        upstream(&[&b1, &b2, &b3], &[1, 1, 1])
+    ));
+    let http = client();
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        seen.push(instance(&resp));
+    }
+    assert_eq!(seen, ["1", "2", "3", "1", "2", "3", "1", "2", "3"]);
+}
+
+#[tokio::test]
+async fn weights_interleave_smoothly() {
+    let (b1, b2, b3) = three_backends();
+    let proxy = Proxy::start(&format!(
+        "{}{ROUTE_ALL}",
+        upstream(&[&b1, &b2, &b3], &[1, 2, 3])
+    ));
+    let http = client();
+    let mut seen = String::new();
+    for _ in 0..12 {
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        seen.push_str(&instance(&resp));
+    }
+    // nginx's smooth weighted round robin for 1:2:3, twice.
+    assert_eq!(seen, "321323321323");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_1_2_3_hold_over_6000_concurrent_requests() {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 750;
+    let (b1, b2, b3) = three_backends();
+    let proxy = Proxy::start(&format!(
+        "{}{ROUTE_ALL}",
+        upstream(&[&b1, &b2, &b3], &[1, 2, 3])
+    ));
+    let url = proxy.url("/");
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = client();
+                let mut counts = BTreeMap::<String, usize>::new();
+                for _ in 0..PER_CLIENT {
+                    let resp = http.get(&url).send().await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                    *counts.entry(instance(&resp)).or_default() += 1;
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut totals = BTreeMap::<String, usize>::new();
+    for task in tasks {
+        for (id, n) in task.await.unwrap() {
+            *totals.entry(id).or_default() += n;
+        }
+    }
+    let total: usize = totals.values().sum();
+    assert_eq!(total, CLIENTS * PER_CLIENT);
+    for (id, expected) in [("1", 1.0 / 6.0), ("2", 2.0 / 6.0), ("3", 3.0 / 6.0)] {
+        let share = totals.get(id).copied().unwrap_or(0) as f64 / total as f64;
+        assert!(
+            (share - expected).abs() <= 0.02,
+            "backend {id}: {:.1}% instead of {:.1}% ({totals:?})",
+            share * 100.0,
+            expected * 100.0
+        );
+    }
+}
+
+#[tokio::test]
+async fn identity_headers_name_the_server_that_answered() {
+    let b1 = Backend::start("blue");
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"localhost:{}\", id: \"blue-1\" }}\n{ROUTE_ALL}",
+        b1.port
+    ));
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // The backend itself sends `X-Instance-ID: blue`; the configured id wins.
+    assert_eq!(instance(&resp), "blue-1");
+    assert_eq!(resp.headers().get_all("x-instance-id").iter().count(), 1);
+    assert_eq!(
+        header(&resp, "x-served-by"),
+        format!("localhost:{}", b1.port)
+    );
+}
+
+#[tokio::test]
+async fn forwarded_headers_reach_the_backend_and_host_is_unchanged() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start(&format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])));
+    let resp = client()
+        .get(proxy.url("/echo"))
+        .header("Host", "shop.example.com")
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = resp.json().await.unwrap();
+    let headers = &echo["headers"];
+    assert_eq!(headers["host"], "shop.example.com");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+
+    let resp = client().get(proxy.url("/echo")).send().await.unwrap();
+    let echo: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start(&format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])));
+    let http = client();
+    let mut backend_side_ports = HashSet::new();
+    for _ in 0..30 {
+        let resp = http.get(proxy.url("/echo")).send().await.unwrap();
+        let echo: serde_json::Value = resp.json().await.unwrap();
+        backend_side_ports.insert(echo["client"].as_str().unwrap().to_string());
+    }
+    assert!(
+        backend_side_ports.len() <= 2,
+        "30 sequential requests used {} upstream connections",
+        backend_side_ports.len()
+    );
+}
+
+#[tokio::test]
+async fn routes_pick_the_longest_prefix_and_honour_host() {
+    let (b1, b2, b3) = three_backends();
+    let proxy = Proxy::start(&format!(
+        "upstreams:
+  main: {{ servers: [ {{ addr: \"{}\", id: main }} ] }}
+  static: {{ servers: [ {{ addr: \"{}\", id: static }} ] }}
+  api: {{ servers: [ {{ addr: \"{}\", id: api }} ] }}
+routes:
+  - {{ path: /, upstream: main }}
+  - {{ path: /static/, upstream: static }}
+  - {{ path: /, upstream: api, host: api.example.com }}
+",
+        b1.addr(),
+        b2.addr(),
+        b3.addr()
+    ));
+    let http = client();
+    for (host, path, expected) in [
+        ("www.example.com", "/", "main"),
+        ("www.example.com", "/static/app.js", "static"),
+        ("www.example.com", "/staticfile", "main"),
+        ("api.example.com", "/", "api"),
+        ("API.example.com:8080", "/v1", "api"),
+    ] {
+        let resp = http
+            .get(proxy.url(path))
+            .header("Host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(instance(&resp), expected, "{host}{path}");
+    }
+}
+
+#[tokio::test]
+async fn no_matching_route_is_a_404_from_the_proxy() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start(&format!(
+        "{}routes:\n  - {{ path: /api/, upstream: app }}\n",
+        upstream(&[&b1], &[1])
+    ));
+    let resp = client().get(proxy.url("/elsewhere")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(header(&resp, "x-served-by"), "");
+    assert!(resp.text().await.unwrap().contains("no route"));
+}
+
+#[tokio::test]
+async fn health_path_is_answered_without_any_backend() {
+    let dead_port = common::free_port();
+    let proxy = Proxy::start_with(
+        "  health_path: /nginx-health",
+        &format!("upstreams:\n  app: {{ servers: [ {{ addr: \"127.0.0.1:{dead_port}\" }} ] }}\n{ROUTE_ALL}"),
+    );
+    // Start-up waited on /edge-health, which here is proxied to a dead server: check the
+    // configured path instead.
+    let resp = client()
+        .get(proxy.url("/nginx-health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok\n");
+}
+
+#[tokio::test]
+async fn a_dead_backend_gives_a_quick_502() {
+    let dead_port = common::free_port();
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers: [ {{ addr: \"127.0.0.1:{dead_port}\" }} ]\n    connect_timeout: 1s\n{ROUTE_ALL}"
+    ));
+    let started = Instant::now();
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(header(&resp, "content-type"), "text/plain; charset=utf-8");
+    assert!(resp.text().await.unwrap().contains("upstream `app`"));
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_backend_that_never_answers_gives_a_504_at_read_timeout() {
+    // The kernel completes the handshake for a listener nobody accepts on; no reply ever comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers: [ {{ addr: \"127.0.0.1:{port}\" }} ]\n    read_timeout: 300ms\n{ROUTE_ALL}"
+    ));
+    let started = Instant::now();
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("did not answer in time"));
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
+        "took {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_request_gets_an_access_log_line() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start(&format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])));
+    let resp = client().get(proxy.url("/echo?x=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let expected = format!(
+        "127.0.0.1 \"GET /echo?x=1\" 200 upstream=app backend={} upstream_time=",
+        b1.addr()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = proxy.log();
+        if let Some(line) = log.lines().find(|l| l.contains(&expected)) {
+            assert!(line.contains(" access]"), "{line}");
+            assert!(line.contains(" total_time="), "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access log line in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
