@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod inflight;
 pub mod listeners;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;

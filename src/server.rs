@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::inflight::Inflight;
 use crate::listeners;
+use crate::metrics::Metrics;
 use crate::proxy::EdgeProxy;
 use crate::shutdown::Signals;
 use crate::snapshot::Snapshot;
@@ -39,7 +40,13 @@ pub fn run(config: Config) -> Result<(), String> {
     server.bootstrap();
 
     let inflight = Inflight::default();
+    let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let snapshot = Arc::new(Snapshot::new(config));
+    if let Some(listen) = metrics_listen {
+        let metrics = Metrics::new(Arc::clone(&snapshot))
+            .map_err(|e| format!("cannot set up metrics: {e}"))?;
+        server.add_service(metrics.service(listen));
+    }
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         EdgeProxy::new(snapshot, inflight.clone()),

@@ -1,15 +1,20 @@
 //! Server selection for each upstream, on top of `pingora-load-balancing`'s `LoadBalancer`.
 
+mod key;
+mod least_conn;
+mod selector;
 mod smooth;
 
-pub use smooth::SmoothWeighted;
+pub use key::request_key;
 
-use crate::config::{Timeouts, Upstream, UpstreamServer};
+use crate::config::{Balance, HashKey, Timeouts, Upstream, UpstreamServer};
+use crate::inflight::{Inflight, InflightGuard};
 use http::HeaderValue;
 use pingora::lb::discovery::Static;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::upstreams::peer::HttpPeer;
+use selector::{Selector, SelectorConfig};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +24,10 @@ use std::task::{Context, Poll, Waker};
 /// One upstream's servers and the balancer that picks among them.
 pub struct Pool {
     name: String,
-    balancer: LoadBalancer<SmoothWeighted>,
+    hash_key: HashKey,
+    balancer: LoadBalancer<Selector>,
+    /// Bound on the candidates looked at per selection.
+    max_iterations: usize,
     servers: Vec<Server>,
     by_addr: HashMap<SocketAddr, usize>,
 }
@@ -32,6 +40,8 @@ pub struct Server {
     pub served_by: HeaderValue,
     /// `X-Instance-ID` value.
     pub instance_id: HeaderValue,
+    /// Requests in flight to this server.
+    pub inflight: Inflight,
     peer: HttpPeer,
 }
 
@@ -44,6 +54,7 @@ impl Server {
         Self {
             served_by: header_value(&config.addr),
             instance_id: header_value(&config.id),
+            inflight: Inflight::default(),
             config: config.clone(),
             peer,
         }
@@ -82,15 +93,29 @@ impl Pool {
                 ext: Default::default(),
             })
             .collect();
-        let order = upstream.servers.iter().map(|s| s.socket_addr).collect();
+        let config = SelectorConfig {
+            balance: upstream.balance,
+            servers: servers
+                .iter()
+                .map(|s| (s.config.socket_addr, s.inflight.clone()))
+                .collect(),
+        };
         let balancer = LoadBalancer::from_backends_with_config(
             Backends::new(Static::new(backends)),
-            Some(order),
+            Some(config),
         );
         run_to_completion(balancer.update());
+        // Round robin and least_conn offer each server once; a hash ring and random draws
+        // revisit servers before they have offered them all.
+        let max_iterations = match upstream.balance {
+            Balance::RoundRobin | Balance::LeastConn => servers.len(),
+            Balance::IpHash | Balance::Random => servers.len() * 256,
+        };
         Self {
             name: upstream.name.clone(),
+            hash_key: upstream.hash_key.clone(),
             balancer,
+            max_iterations,
             servers,
             by_addr,
         }
@@ -106,9 +131,28 @@ impl Pool {
         &self.servers
     }
 
-    /// Picks a ready server for the next request; its index into [`Pool::servers`].
-    pub fn select(&self) -> Option<usize> {
-        let backend = self.balancer.select(b"", self.servers.len())?;
+    /// What `ip_hash` hashes; see [`request_key`].
+    pub fn hash_key(&self) -> &HashKey {
+        &self.hash_key
+    }
+
+    /// Picks a ready server not in `tried`; its index into [`Pool::servers`]. `key` matters
+    /// only to `ip_hash`.
+    pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
+        let backend = self
+            .balancer
+            .select_with(key, self.max_iterations, |backend, ready| {
+                ready && self.index_of(backend).is_some_and(|i| !tried.contains(&i))
+            })?;
+        self.index_of(&backend)
+    }
+
+    /// Counts a request against a server until the guard is dropped.
+    pub fn enter(&self, server: usize) -> InflightGuard {
+        self.servers[server].inflight.enter()
+    }
+
+    fn index_of(&self, backend: &Backend) -> Option<usize> {
         backend
             .addr
             .as_inet()
@@ -130,12 +174,16 @@ fn run_to_completion<F: Future<Output = pingora::Result<()>>>(future: F) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Balance;
 
     fn upstream(weights: &[u16]) -> Upstream {
+        upstream_with(Balance::RoundRobin, weights)
+    }
+
+    fn upstream_with(balance: Balance, weights: &[u16]) -> Upstream {
         Upstream {
             name: "app".into(),
-            balance: Balance::RoundRobin,
+            balance,
+            hash_key: HashKey::ClientIp,
             servers: weights
                 .iter()
                 .enumerate()
@@ -155,9 +203,68 @@ mod tests {
         let pool = Pool::new(&upstream(&[1, 2, 3]));
         let mut counts = [0; 3];
         for _ in 0..600 {
-            counts[pool.select().unwrap()] += 1;
+            counts[pool.select(b"", &[]).unwrap()] += 1;
         }
         assert_eq!(counts, [100, 200, 300]);
+    }
+
+    #[test]
+    fn tried_servers_are_skipped_in_every_mode() {
+        for balance in [
+            Balance::RoundRobin,
+            Balance::LeastConn,
+            Balance::IpHash,
+            Balance::Random,
+        ] {
+            let pool = Pool::new(&upstream_with(balance, &[1, 2, 3]));
+            for key in [&b"10.0.0.1"[..], b"10.0.0.2", b"x"] {
+                let first = pool.select(key, &[]).unwrap();
+                let second = pool.select(key, &[first]).unwrap();
+                assert_ne!(first, second, "{balance:?}");
+                let third = pool.select(key, &[first, second]).unwrap();
+                assert!(third != first && third != second, "{balance:?}");
+                assert_eq!(pool.select(key, &[0, 1, 2]), None, "{balance:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn least_conn_follows_the_guards() {
+        let pool = Pool::new(&upstream_with(Balance::LeastConn, &[1, 1]));
+        let busy = pool.enter(0);
+        assert_eq!(pool.select(b"", &[]), Some(1));
+        assert_eq!(pool.select(b"", &[]), Some(1));
+        drop(busy);
+        let both: std::collections::HashSet<_> =
+            (0..4).map(|_| pool.select(b"", &[]).unwrap()).collect();
+        assert_eq!(both.len(), 2);
+    }
+
+    #[test]
+    fn ip_hash_is_sticky_and_random_is_weighted() {
+        let pool = Pool::new(&upstream_with(Balance::IpHash, &[1, 1, 1]));
+        let first = pool.select(b"192.0.2.7", &[]).unwrap();
+        assert!((0..50).all(|_| pool.select(b"192.0.2.7", &[]) == Some(first)));
+
+        let pool = Pool::new(&upstream_with(Balance::Random, &[1, 3]));
+        let heavy = (0..4000)
+            .filter(|_| pool.select(b"", &[]) == Some(1))
+            .count();
+        assert!((2800..=3200).contains(&heavy), "{heavy} of 4000");
+    }
+
+    #[test]
+    fn a_single_server_pool_works_in_every_mode() {
+        for balance in [
+            Balance::RoundRobin,
+            Balance::LeastConn,
+            Balance::IpHash,
+            Balance::Random,
+        ] {
+            let pool = Pool::new(&upstream_with(balance, &[5]));
+            assert_eq!(pool.select(b"k", &[]), Some(0), "{balance:?}");
+            assert_eq!(pool.select(b"k", &[0]), None, "{balance:?}");
+        }
     }
 
     #[test]

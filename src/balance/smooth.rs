@@ -5,15 +5,13 @@
 //! share evenly over time. One full cycle of nginx's algorithm is computed when the backend
 //! set changes; requests then walk it with an atomic cursor, so the hot path takes no lock.
 
-use pingora::lb::selection::{BackendIter, BackendSelection};
+use pingora::lb::selection::BackendIter;
 use pingora::lb::Backend;
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The selector; its [`BackendSelection::Config`] is the servers' addresses in file order,
-/// which decides who goes first among equal weights.
+/// The selector over backends in file order, which decides who goes first among equal
+/// weights.
 pub struct SmoothWeighted {
     backends: Box<[Backend]>,
     schedule: Box<[u16]>,
@@ -21,7 +19,8 @@ pub struct SmoothWeighted {
 }
 
 impl SmoothWeighted {
-    fn from_ordered(backends: Vec<Backend>) -> Self {
+    /// A schedule for `backends`, given in file order.
+    pub fn new(backends: Vec<Backend>) -> Self {
         let weights: Vec<i64> = backends.iter().map(|b| b.weight as i64).collect();
         Self {
             schedule: smooth_schedule(&weights).into_boxed_slice(),
@@ -51,27 +50,9 @@ fn smooth_schedule(weights: &[i64]) -> Vec<u16> {
         .collect()
 }
 
-impl BackendSelection for SmoothWeighted {
-    type Iter = SmoothIter;
-    type Config = Vec<SocketAddr>;
-
-    fn build_with_config(backends: &BTreeSet<Backend>, order: &Self::Config) -> Self {
-        let rank = |b: &Backend| {
-            b.addr
-                .as_inet()
-                .and_then(|a| order.iter().position(|o| o == a))
-                .unwrap_or(usize::MAX)
-        };
-        let mut ordered: Vec<Backend> = backends.iter().cloned().collect();
-        ordered.sort_by_key(rank);
-        Self::from_ordered(ordered)
-    }
-
-    fn build(backends: &BTreeSet<Backend>) -> Self {
-        Self::from_ordered(backends.iter().cloned().collect())
-    }
-
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> SmoothIter {
+impl SmoothWeighted {
+    /// The next scheduled backend, then the others.
+    pub fn iter(self: &Arc<Self>) -> SmoothIter {
         SmoothIter {
             selector: Arc::clone(self),
             start: self.cursor.fetch_add(1, Ordering::Relaxed),
@@ -145,32 +126,44 @@ mod tests {
         b
     }
 
+    fn port(b: &Backend) -> u16 {
+        b.addr.as_inet().unwrap().port()
+    }
+
     #[test]
-    fn file_order_beats_address_order() {
-        let set = BTreeSet::from([backend(9001, 1), backend(9002, 1), backend(9003, 1)]);
-        let order: Vec<SocketAddr> = ["127.0.0.1:9003", "127.0.0.1:9001", "127.0.0.1:9002"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
-        let sel = Arc::new(SmoothWeighted::build_with_config(&set, &order));
-        let firsts: Vec<u16> = (0..6)
-            .map(|_| sel.iter(b"").next().unwrap().addr.as_inet().unwrap().port())
-            .collect();
+    fn equal_weights_follow_the_given_order() {
+        let sel = Arc::new(SmoothWeighted::new(vec![
+            backend(9003, 1),
+            backend(9001, 1),
+            backend(9002, 1),
+        ]));
+        let firsts: Vec<u16> = (0..6).map(|_| port(sel.iter().next().unwrap())).collect();
         assert_eq!(firsts, [9003, 9001, 9002, 9003, 9001, 9002]);
     }
 
     #[test]
     fn iterator_visits_every_backend_once() {
-        let set = BTreeSet::from([backend(9001, 5), backend(9002, 1), backend(9003, 1)]);
-        let sel = Arc::new(SmoothWeighted::build(&set));
+        let sel = Arc::new(SmoothWeighted::new(vec![
+            backend(9001, 5),
+            backend(9002, 1),
+            backend(9003, 1),
+        ]));
         for _ in 0..7 {
-            let mut it = sel.iter(b"");
+            let mut it = sel.iter();
             let mut seen = Vec::new();
             while let Some(b) = it.next() {
-                seen.push(b.addr.as_inet().unwrap().port());
+                seen.push(port(b));
             }
             seen.sort();
             assert_eq!(seen, [9001, 9002, 9003]);
+        }
+    }
+
+    #[test]
+    fn a_single_server_is_always_chosen() {
+        let sel = Arc::new(SmoothWeighted::new(vec![backend(9001, 3)]));
+        for _ in 0..5 {
+            assert_eq!(port(sel.iter().next().unwrap()), 9001);
         }
     }
 }

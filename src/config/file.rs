@@ -1,7 +1,7 @@
 //! The YAML file as written: every section rejects unknown keys, every value checks itself
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
-use super::values::{DurationValue, HostPort, Label, ListenAddr, Weight};
+use super::values::{DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight};
 use super::Balance;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -44,6 +44,7 @@ pub struct FileMetrics {
 pub struct FileUpstream {
     #[serde(default)]
     pub balance: Balance,
+    pub hash_key: Option<HashKeyValue>,
     pub servers: Vec<FileServerEntry>,
     pub connect_timeout: Option<DurationValue>,
     pub read_timeout: Option<DurationValue>,

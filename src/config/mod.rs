@@ -63,6 +63,18 @@ pub enum Balance {
     Random,
 }
 
+/// What `ip_hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client's socket address.
+    #[default]
+    ClientIp,
+    /// The value of a request header, e.g. a user id set by an upstream load balancer.
+    Header(http::HeaderName),
+    /// The value of a cookie.
+    Cookie(String),
+}
+
 /// One `upstreams.NAME` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
@@ -70,6 +82,8 @@ pub struct Upstream {
     pub name: String,
     /// The selection algorithm.
     pub balance: Balance,
+    /// The key `ip_hash` hashes.
+    pub hash_key: HashKey,
     /// Servers in file order.
     pub servers: Vec<UpstreamServer>,
     /// Connect, read and write timeouts toward the servers.

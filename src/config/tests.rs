@@ -332,3 +332,74 @@ fn a_missing_file_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn every_balance_mode_is_accepted() {
+    for (text, balance) in [
+        ("round_robin", Balance::RoundRobin),
+        ("least_conn", Balance::LeastConn),
+        ("ip_hash", Balance::IpHash),
+        ("random", Balance::Random),
+    ] {
+        let config =
+            parse_ok(&MINIMAL.replace("  app:\n", &format!("  app:\n    balance: {text}\n")));
+        assert_eq!(config.upstreams[0].balance, balance);
+    }
+}
+
+#[test]
+fn hash_key_is_read_and_checked() {
+    let with = |extra: &str| MINIMAL.replace("  app:\n", &format!("  app:\n{extra}"));
+    let config = parse_ok(&with(
+        "    balance: ip_hash\n    hash_key: cookie:session\n",
+    ));
+    assert_eq!(
+        config.upstreams[0].hash_key,
+        HashKey::Cookie("session".into())
+    );
+    assert_eq!(
+        parse_ok(&with("    balance: ip_hash\n")).upstreams[0].hash_key,
+        HashKey::ClientIp
+    );
+    assert_err(
+        &with("    hash_key: header:X-User\n"),
+        "upstreams.app.hash_key",
+        "only applies to `balance: ip_hash`",
+    );
+    assert_err(
+        &with("    balance: ip_hash\n    hash_key: query:user\n"),
+        "upstreams.app",
+        "invalid hash_key",
+    );
+}
+
+#[test]
+fn listen_port_zero_is_rejected() {
+    assert_err(
+        &format!("server: {{ listen: ['127.0.0.1:0'] }}\n{MINIMAL}"),
+        "server.listen",
+        "port 0",
+    );
+}
+
+/// No input may panic: every prefix of a full config, and the config with any one line
+/// removed, must parse or fail with an error.
+#[test]
+fn no_mutilation_of_a_valid_file_panics() {
+    let full = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/edgeproxy.yaml"))
+        .unwrap()
+        + "metrics:\n  listen: 127.0.0.1:9091\n";
+    for end in (0..full.len()).filter(|&i| full.is_char_boundary(i)) {
+        let _ = parse(Path::new("t.yaml"), &full[..end]);
+    }
+    let lines: Vec<&str> = full.lines().collect();
+    for skip in 0..lines.len() {
+        let text: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| *l)
+            .collect();
+        let _ = parse(Path::new("t.yaml"), &text.join("\n"));
+    }
+}

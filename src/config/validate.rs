@@ -101,10 +101,10 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
     if name.trim().is_empty() {
         return Err(ConfigError::at_key(key, "an upstream name cannot be empty"));
     }
-    if file.balance != Balance::RoundRobin {
+    if file.hash_key.is_some() && file.balance != Balance::IpHash {
         return Err(ConfigError::at_key(
-            format!("{key}.balance"),
-            "only round_robin is available in this version",
+            format!("{key}.hash_key"),
+            "hash_key only applies to `balance: ip_hash`; remove it or set the balance",
         ));
     }
     if file.servers.is_empty() {
@@ -170,6 +170,7 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
     Ok(Upstream {
         name,
         balance: file.balance,
+        hash_key: file.hash_key.map(|k| k.0).unwrap_or_default(),
         servers,
         timeouts,
     })

@@ -63,11 +63,17 @@ pub struct ListenAddr(pub SocketAddr);
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = scalar_string(deserializer, "an address such as 0.0.0.0:8080")?;
-        text.trim().parse().map(Self).map_err(|_| {
+        let addr: SocketAddr = text.trim().parse().map_err(|_| {
             de::Error::custom(format!(
                 "invalid listen address `{text}`: write IP:port, e.g. 0.0.0.0:8080, 127.0.0.1:9091 or [::]:8080"
             ))
-        })
+        })?;
+        if addr.port() == 0 {
+            return Err(de::Error::custom(format!(
+                "invalid listen address `{text}`: port 0 would listen on a random port; give a port number"
+            )));
+        }
+        Ok(Self(addr))
     }
 }
 
@@ -153,6 +159,42 @@ impl<'de> Deserialize<'de> for Weight {
     }
 }
 
+/// `hash_key:` as written: `client_ip`, `header:NAME` or `cookie:NAME`, read into a
+/// [`HashKey`](super::HashKey) once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashKeyValue(pub super::HashKey);
+
+impl HashKeyValue {
+    /// Parses `client_ip`, `header:X-User-Id` or `cookie:session`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        use super::HashKey;
+        let hint = "use client_ip, header:NAME (e.g. header:X-User-Id) or cookie:NAME";
+        let key = match text.split_once(':') {
+            None if text == "client_ip" => HashKey::ClientIp,
+            Some(("header", name)) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map(HashKey::Header)
+                .map_err(|_| format!("invalid header name in hash_key `{text}`; {hint}"))?,
+            Some(("cookie", name)) => {
+                let name = name.trim();
+                let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+                if name.is_empty() || !name.chars().all(token) {
+                    return Err(format!("invalid cookie name in hash_key `{text}`; {hint}"));
+                }
+                HashKey::Cookie(name.to_string())
+            }
+            _ => return Err(format!("invalid hash_key `{text}`; {hint}")),
+        };
+        Ok(Self(key))
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKeyValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = scalar_string(deserializer, "client_ip, header:NAME or cookie:NAME")?;
+        Self::parse(text.trim()).map_err(de::Error::custom)
+    }
+}
+
 /// A string that YAML may have typed as a number (`id: 1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label(pub String);
@@ -220,6 +262,34 @@ mod tests {
         ] {
             let err = DurationValue::parse(input).unwrap_err();
             assert!(err.contains(expected), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn hash_keys() {
+        use super::super::HashKey;
+        assert_eq!(
+            HashKeyValue::parse("client_ip").unwrap().0,
+            HashKey::ClientIp
+        );
+        assert_eq!(
+            HashKeyValue::parse("header:X-User-Id").unwrap().0,
+            HashKey::Header(http::HeaderName::from_static("x-user-id"))
+        );
+        assert_eq!(
+            HashKeyValue::parse("cookie:session").unwrap().0,
+            HashKey::Cookie("session".into())
+        );
+        for bad in [
+            "ip",
+            "header:",
+            "header:a b",
+            "cookie:",
+            "cookie:a;b",
+            "query:x",
+        ] {
+            let err = HashKeyValue::parse(bad).unwrap_err();
+            assert!(err.contains("header:NAME"), "{bad}: {err}");
         }
     }
 

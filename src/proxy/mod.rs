@@ -4,7 +4,7 @@ mod forwarded;
 mod respond;
 
 use crate::access_log::AccessRecord;
-use crate::balance::{Pool, Server};
+use crate::balance::{request_key, Pool, Server};
 use crate::inflight::{Inflight, InflightGuard};
 use crate::snapshot::Snapshot;
 use async_trait::async_trait;
@@ -37,6 +37,10 @@ pub struct RequestCtx {
     snapshot: Arc<Snapshot>,
     route: Option<usize>,
     server: Option<usize>,
+    /// Servers already picked for this request, so a retry goes elsewhere.
+    tried: Vec<usize>,
+    /// Counts this request against `server` while it is being served there.
+    _server_inflight: Option<InflightGuard>,
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
 }
@@ -70,6 +74,8 @@ impl ProxyHttp for EdgeProxy {
             snapshot: Arc::clone(&self.snapshot),
             route: None,
             server: None,
+            tried: Vec::new(),
+            _server_inflight: None,
             upstream_started: None,
             upstream_time: None,
         }
@@ -102,16 +108,20 @@ impl ProxyHttp for EdgeProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = ctx.pool().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "upstream_peer without a route")
         })?;
-        let Some(index) = pool.select() else {
+        let key = request_key(pool.hash_key(), session.req_header(), client_ip(session));
+        let Some(index) = pool.select(key.as_bytes(), &ctx.tried) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no server is ready");
         };
         let peer = pool.servers()[index].peer();
+        // Replacing the guard releases the count of a server a retry moves away from.
+        ctx._server_inflight = Some(pool.enter(index));
+        ctx.tried.push(index);
         ctx.server = Some(index);
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)

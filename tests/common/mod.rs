@@ -104,9 +104,15 @@ pub struct Backend {
 impl Backend {
     /// Starts `edgeproxy-demo` with this id and waits until it answers.
     pub fn start(id: &str) -> Backend {
+        Self::start_with(id, &[])
+    }
+
+    /// Starts `edgeproxy-demo` with extra arguments, e.g. `["--delay", "600ms"]`.
+    pub fn start_with(id: &str, args: &[&str]) -> Backend {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy-demo"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--id", id])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -202,6 +208,21 @@ pub fn upstream(backends: &[&Backend], weights: &[u16]) -> String {
         ));
     }
     yaml
+}
+
+/// The value of a metric line `name{labels}` on a metrics port, if present.
+pub async fn metric(port: u16, name_and_labels: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// An HTTP client that keeps connections alive, like a browser.

@@ -22,11 +22,12 @@ pub struct DemoApp {
     id: String,
     hostname: String,
     event_interval: Duration,
+    delay: Duration,
 }
 
 impl DemoApp {
     /// An instance answering as `id`.
-    pub fn new(id: String, event_interval: Duration) -> Self {
+    pub fn new(id: String, event_interval: Duration, delay: Duration) -> Self {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown".to_string());
@@ -34,10 +35,14 @@ impl DemoApp {
             id,
             hostname,
             event_interval,
+            delay,
         }
     }
 
     async fn handle(&self, http: &mut ServerSession) -> pingora::Result<()> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let method = http.req_header().method.clone();
         let path = http.req_header().uri.path().to_string();
         let query = query_pairs(http.req_header().uri.query().unwrap_or(""));

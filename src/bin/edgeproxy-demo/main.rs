@@ -30,6 +30,10 @@ struct Args {
     #[arg(long, env = "EVENT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     event_interval: Duration,
 
+    /// Extra time before every answer, to play a slow instance (e.g. 600ms).
+    #[arg(long, env = "RESPONSE_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    delay: Duration,
+
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -55,7 +59,7 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let mut service = Service::new(
         "edgeproxy-demo".to_string(),
-        DemoApp::new(args.id.clone(), args.event_interval),
+        DemoApp::new(args.id.clone(), args.event_interval, args.delay),
     );
     service.add_tcp(&args.listen.to_string());
     server.add_service(service);

@@ -1,0 +1,329 @@
+//! The four `balance:` modes through the real proxy, proven by the distribution of requests.
+
+mod common;
+
+use common::{client, free_port, instance, metric, Backend, Proxy};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// An upstream `app` over `backends` with `balance` and weights, routed at `/`, plus a
+/// metrics listener on `metrics_port`.
+fn config(balance: &str, backends: &[(&Backend, u16)], metrics_port: u16) -> String {
+    let mut yaml = format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\nupstreams:\n  app:\n    balance: {balance}\n    servers:\n"
+    );
+    for (backend, weight) in backends {
+        yaml.push_str(&format!(
+            "      - {{ addr: \"{}\", id: \"{}\", weight: {weight} }}\n",
+            backend.addr(),
+            backend.id
+        ));
+    }
+    yaml + "routes:\n  - { path: /, upstream: app }\n"
+}
+
+/// Sends `clients × per_client` requests to `path`, `clients` at a time, and counts the
+/// answers per instance.
+async fn spread(
+    proxy: &Proxy,
+    path: &str,
+    clients: usize,
+    per_client: usize,
+) -> BTreeMap<String, usize> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = proxy.url(path);
+            tokio::spawn(async move {
+                let http = client();
+                let mut counts = BTreeMap::<String, usize>::new();
+                for _ in 0..per_client {
+                    let resp = http.get(&url).send().await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                    *counts.entry(instance(&resp)).or_default() += 1;
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut totals = BTreeMap::new();
+    for task in tasks {
+        for (id, n) in task.await.unwrap() {
+            *totals.entry(id).or_default() += n;
+        }
+    }
+    totals
+}
+
+fn assert_shares(totals: &BTreeMap<String, usize>, expected: &[(&str, f64)], tolerance: f64) {
+    let total: usize = totals.values().sum();
+    for (id, share) in expected {
+        let got = totals.get(*id).copied().unwrap_or(0) as f64 / total as f64;
+        assert!(
+            (got - share).abs() <= tolerance,
+            "instance {id}: {:.1}% instead of {:.1}% ± {:.0} ({totals:?})",
+            got * 100.0,
+            share * 100.0,
+            tolerance * 100.0
+        );
+    }
+}
+
+const ONE_TWO_THREE: [(&str, f64); 3] = [("1", 1.0 / 6.0), ("2", 2.0 / 6.0), ("3", 3.0 / 6.0)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_splits_6000_requests_1_2_3_within_2_points() {
+    let (b1, b2, b3) = (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    );
+    let proxy = Proxy::start(&config(
+        "round_robin",
+        &[(&b1, 1), (&b2, 2), (&b3, 3)],
+        free_port(),
+    ));
+    let totals = spread(&proxy, "/", 8, 750).await;
+    assert_eq!(totals.values().sum::<usize>(), 6000);
+    assert_shares(&totals, &ONE_TWO_THREE, 0.02);
+}
+
+#[tokio::test]
+async fn round_robin_interleaves_weights_like_nginx() {
+    let (b1, b2, b3) = (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    );
+    let proxy = Proxy::start(&config(
+        "round_robin",
+        &[(&b1, 5), (&b2, 1), (&b3, 1)],
+        free_port(),
+    ));
+    let http = client();
+    let mut seen = String::new();
+    for _ in 0..14 {
+        seen.push_str(&instance(&http.get(proxy.url("/")).send().await.unwrap()));
+    }
+    assert_eq!(
+        seen, "11213111121311",
+        "5:1:1 must interleave, not run five in a row"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_splits_6000_requests_1_2_3_within_3_points() {
+    let (b1, b2, b3) = (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    );
+    let proxy = Proxy::start(&config(
+        "random",
+        &[(&b1, 1), (&b2, 2), (&b3, 3)],
+        free_port(),
+    ));
+    let totals = spread(&proxy, "/", 8, 750).await;
+    assert_eq!(totals.values().sum::<usize>(), 6000);
+    assert_shares(&totals, &ONE_TWO_THREE, 0.03);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_sends_most_traffic_to_the_fast_server() {
+    let slow = Backend::start_with("slow", &["--delay", "600ms"]);
+    let fast = Backend::start_with("fast", &["--delay", "5ms", "--threads", "2"]);
+    let proxy = Proxy::start(&config(
+        "least_conn",
+        &[(&slow, 1), (&fast, 1)],
+        free_port(),
+    ));
+    let totals = spread(&proxy, "/", 20, 40).await;
+    let total: usize = totals.values().sum();
+    let fast_share = totals.get("fast").copied().unwrap_or(0) as f64 / total as f64;
+    assert!(
+        fast_share >= 0.85,
+        "fast server got {:.1}% ({totals:?})",
+        fast_share * 100.0
+    );
+    assert!(
+        totals.contains_key("slow"),
+        "the slow server still gets its turn: {totals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_splits_evenly_between_equal_servers() {
+    let a = Backend::start_with("a", &["--delay", "5ms"]);
+    let b = Backend::start_with("b", &["--delay", "5ms"]);
+    let proxy = Proxy::start(&config("least_conn", &[(&a, 1), (&b, 1)], free_port()));
+    let totals = spread(&proxy, "/", 20, 40).await;
+    assert_shares(&totals, &[("a", 0.5), ("b", 0.5)], 0.10);
+}
+
+/// A client whose connections come from `127.0.0.N`.
+fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, n]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Which instance answers each of the clients 127.0.0.2 ..= 127.0.0.31.
+async fn owners(proxy: &Proxy) -> HashMap<u8, String> {
+    let mut owners = HashMap::new();
+    for n in 2..32 {
+        let resp = client_from(n).get(proxy.url("/")).send().await.unwrap();
+        owners.insert(n, instance(&resp));
+    }
+    owners
+}
+
+#[tokio::test]
+async fn ip_hash_keeps_clients_on_their_server_and_moves_only_a_removed_servers_clients() {
+    let (b1, b2, b3) = (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    );
+    let proxy = Proxy::start(&config(
+        "ip_hash",
+        &[(&b1, 1), (&b2, 1), (&b3, 1)],
+        free_port(),
+    ));
+
+    let one = client_from(7);
+    let first = instance(&one.get(proxy.url("/")).send().await.unwrap());
+    for _ in 0..100 {
+        assert_eq!(
+            instance(&one.get(proxy.url("/")).send().await.unwrap()),
+            first
+        );
+    }
+
+    let before = owners(&proxy).await;
+    let used: HashSet<&String> = before.values().collect();
+    assert_eq!(
+        used.len(),
+        3,
+        "30 clients should reach all 3 servers: {before:?}"
+    );
+    drop(proxy);
+
+    // The same upstream without server 2.
+    let proxy = Proxy::start(&config("ip_hash", &[(&b1, 1), (&b3, 1)], free_port()));
+    let after = owners(&proxy).await;
+    for (client, owner) in &before {
+        if owner != "2" {
+            assert_eq!(
+                &after[client], owner,
+                "client 127.0.0.{client} moved off server {owner}"
+            );
+        } else {
+            assert_ne!(&after[client], "2");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ip_hash_can_hash_a_header_instead() {
+    let (b1, b2, b3) = (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    );
+    let proxy = Proxy::start(
+        &config("ip_hash", &[(&b1, 1), (&b2, 1), (&b3, 1)], free_port()).replace(
+            "balance: ip_hash",
+            "balance: ip_hash\n    hash_key: header:X-User-Id",
+        ),
+    );
+    let http = client();
+    let mut owners = HashMap::new();
+    for user in 0..30 {
+        let ask = || {
+            http.get(proxy.url("/"))
+                .header("X-User-Id", format!("user-{user}"))
+                .send()
+        };
+        let owner = instance(&ask().await.unwrap());
+        for _ in 0..3 {
+            assert_eq!(instance(&ask().await.unwrap()), owner, "user-{user} moved");
+        }
+        owners.insert(user, owner);
+    }
+    let used: HashSet<&String> = owners.values().collect();
+    assert_eq!(
+        used.len(),
+        3,
+        "users all from one IP still spread: {owners:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflight_counts_return_to_zero_after_aborted_and_failed_requests() {
+    let slow = Backend::start("slow");
+    let dead_port = free_port();
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app: {{ balance: least_conn, servers: [ {{ addr: \"{}\" }} ] }}
+  dead: {{ balance: least_conn, servers: [ {{ addr: \"127.0.0.1:{dead_port}\" }} ] }}
+routes:
+  - {{ path: /, upstream: app }}
+  - {{ path: /dead/, upstream: dead }}
+",
+        slow.addr()
+    ));
+    let gauge = format!(
+        "edgeproxy_backend_inflight{{backend=\"{}\",upstream=\"app\"}}",
+        slow.addr()
+    );
+    let dead_gauge = format!(
+        "edgeproxy_backend_inflight{{backend=\"127.0.0.1:{dead_port}\",upstream=\"dead\"}}"
+    );
+
+    // 20 requests that the client abandons, 20 that complete, 20 that fail at once, 5 that
+    // the backend answers with 500.
+    let mut tasks = Vec::new();
+    for i in 0..65 {
+        let (url, abort) = match i {
+            0..20 => (proxy.url("/slow?ms=3000"), true),
+            20..40 => (proxy.url("/slow?ms=500"), false),
+            40..60 => (proxy.url("/dead/x"), false),
+            _ => (proxy.url("/status/500"), false),
+        };
+        tasks.push(tokio::spawn(async move {
+            let request = client().get(url).send();
+            if abort {
+                let _ = tokio::time::timeout(Duration::from_millis(300), request).await;
+            } else {
+                let _ = request.await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let busy = metric(metrics_port, &gauge).await.unwrap();
+    assert!(
+        busy >= 20.0,
+        "the gauge should see the requests in flight, saw {busy}"
+    );
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let app = metric(metrics_port, &gauge).await.unwrap();
+        let dead = metric(metrics_port, &dead_gauge).await.unwrap();
+        if app == 0.0 && dead == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in flight: app {app}, dead {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
