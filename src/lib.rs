@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod inflight;
 pub mod listeners;
 pub mod metrics;

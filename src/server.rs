@@ -1,6 +1,7 @@
 //! Assembling and running the Pingora server from a validated config.
 
 use crate::config::Config;
+use crate::health::HealthChecker;
 use crate::inflight::Inflight;
 use crate::listeners;
 use crate::metrics::Metrics;
@@ -10,6 +11,7 @@ use crate::snapshot::Snapshot;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use std::sync::Arc;
 
 /// Runs the proxy until a signal stops it. Returns an error, before anything starts, when a
@@ -46,6 +48,12 @@ pub fn run(config: Config) -> Result<(), String> {
         let metrics = Metrics::new(Arc::clone(&snapshot))
             .map_err(|e| format!("cannot set up metrics: {e}"))?;
         server.add_service(metrics.service(listen));
+    }
+    if snapshot.pools.iter().any(|p| p.health_check().is_some()) {
+        server.add_service(background_service(
+            "health checks",
+            HealthChecker::new(Arc::clone(&snapshot)),
+        ));
     }
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,

@@ -4,11 +4,15 @@ mod key;
 mod least_conn;
 mod selector;
 mod smooth;
+mod state;
 
 pub use key::request_key;
+pub use state::ServerState;
 
-use crate::config::{Balance, HashKey, Timeouts, Upstream, UpstreamServer};
-use crate::inflight::{Inflight, InflightGuard};
+use crate::config::{
+    Balance, HashKey, HealthCheck, Timeouts, Upstream, UpstreamServer, WhenAllDown,
+};
+use crate::inflight::InflightGuard;
 use http::HeaderValue;
 use pingora::lb::discovery::Static;
 use pingora::lb::{Backend, Backends, LoadBalancer};
@@ -19,17 +23,66 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-/// One upstream's servers and the balancer that picks among them.
+/// One upstream's servers and the balancers that pick among them.
 pub struct Pool {
     name: String,
     hash_key: HashKey,
+    health_check: Option<HealthCheck>,
+    retries: u32,
+    when_all_down: WhenAllDown,
+    primary: Group,
+    backup: Option<Group>,
+    servers: Vec<Server>,
+    by_addr: HashMap<SocketAddr, usize>,
+}
+
+/// The primary or the backup servers of an upstream.
+struct Group {
     balancer: LoadBalancer<Selector>,
     /// Bound on the candidates looked at per selection.
     max_iterations: usize,
-    servers: Vec<Server>,
-    by_addr: HashMap<SocketAddr, usize>,
+}
+
+impl Group {
+    /// `None` when `servers` is empty.
+    fn new(balance: Balance, servers: &[&Server]) -> Option<Self> {
+        if servers.is_empty() {
+            return None;
+        }
+        let backends: BTreeSet<Backend> = servers
+            .iter()
+            .map(|s| Backend {
+                addr: PeerAddr::Inet(s.config.socket_addr),
+                weight: usize::from(s.config.weight),
+                ext: Default::default(),
+            })
+            .collect();
+        let config = SelectorConfig {
+            balance,
+            servers: servers
+                .iter()
+                .map(|s| (s.config.socket_addr, s.state.inflight.clone()))
+                .collect(),
+        };
+        let balancer = LoadBalancer::from_backends_with_config(
+            Backends::new(Static::new(backends)),
+            Some(config),
+        );
+        run_to_completion(balancer.update());
+        // Round robin and least_conn offer each server once; a hash ring and random draws
+        // revisit servers before they have offered them all.
+        let max_iterations = match balance {
+            Balance::RoundRobin | Balance::LeastConn => servers.len(),
+            Balance::IpHash | Balance::Random => servers.len() * 256,
+        };
+        Some(Self {
+            balancer,
+            max_iterations,
+        })
+    }
 }
 
 /// A server with everything a request needs from it prepared at load time.
@@ -40,8 +93,8 @@ pub struct Server {
     pub served_by: HeaderValue,
     /// `X-Instance-ID` value.
     pub instance_id: HeaderValue,
-    /// Requests in flight to this server.
-    pub inflight: Inflight,
+    /// Live state: in flight, health, failures.
+    pub state: Arc<ServerState>,
     peer: HttpPeer,
 }
 
@@ -54,7 +107,7 @@ impl Server {
         Self {
             served_by: header_value(&config.addr),
             instance_id: header_value(&config.id),
-            inflight: Inflight::default(),
+            state: Arc::new(ServerState::new(config.max_fails, config.fail_timeout)),
             config: config.clone(),
             peer,
         }
@@ -72,7 +125,7 @@ fn header_value(text: &str) -> HeaderValue {
 }
 
 impl Pool {
-    /// Builds the balancer for an upstream.
+    /// Builds the balancers for an upstream.
     pub fn new(upstream: &Upstream) -> Self {
         let servers: Vec<Server> = upstream
             .servers
@@ -84,38 +137,19 @@ impl Pool {
             .enumerate()
             .map(|(i, s)| (s.config.socket_addr, i))
             .collect();
-        let backends: BTreeSet<Backend> = upstream
-            .servers
-            .iter()
-            .map(|s| Backend {
-                addr: PeerAddr::Inet(s.socket_addr),
-                weight: usize::from(s.weight),
-                ext: Default::default(),
-            })
-            .collect();
-        let config = SelectorConfig {
-            balance: upstream.balance,
-            servers: servers
-                .iter()
-                .map(|s| (s.config.socket_addr, s.inflight.clone()))
-                .collect(),
-        };
-        let balancer = LoadBalancer::from_backends_with_config(
-            Backends::new(Static::new(backends)),
-            Some(config),
-        );
-        run_to_completion(balancer.update());
-        // Round robin and least_conn offer each server once; a hash ring and random draws
-        // revisit servers before they have offered them all.
-        let max_iterations = match upstream.balance {
-            Balance::RoundRobin | Balance::LeastConn => servers.len(),
-            Balance::IpHash | Balance::Random => servers.len() * 256,
-        };
+        let (backups, primaries): (Vec<&Server>, Vec<&Server>) =
+            servers.iter().partition(|s| s.config.backup);
+        let primary = Group::new(upstream.balance, &primaries)
+            .expect("config validation requires a server that is not a backup");
+        let backup = Group::new(upstream.balance, &backups);
         Self {
             name: upstream.name.clone(),
             hash_key: upstream.hash_key.clone(),
-            balancer,
-            max_iterations,
+            health_check: upstream.health_check.clone(),
+            retries: upstream.retries,
+            when_all_down: upstream.when_all_down,
+            primary,
+            backup,
             servers,
             by_addr,
         }
@@ -136,20 +170,53 @@ impl Pool {
         &self.hash_key
     }
 
-    /// Picks a ready server not in `tried`; its index into [`Pool::servers`]. `key` matters
-    /// only to `ip_hash`.
+    /// The active health check, if any.
+    pub fn health_check(&self) -> Option<&HealthCheck> {
+        self.health_check.as_ref()
+    }
+
+    /// Further attempts allowed after a first failed one.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Picks a server not in `tried`: a ready primary, else a ready backup, else (with
+    /// `when_all_down: try_all`) any. Returns its index into [`Pool::servers`]. `key`
+    /// matters only to `ip_hash`.
     pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
-        let backend = self
-            .balancer
-            .select_with(key, self.max_iterations, |backend, ready| {
-                ready && self.index_of(backend).is_some_and(|i| !tried.contains(&i))
-            })?;
+        let untried = |b: &Backend| self.index_of(b).filter(|i| !tried.contains(i));
+        let ready =
+            |b: &Backend, _: bool| untried(b).is_some_and(|i| self.servers[i].state.ready());
+        let any = |b: &Backend, _: bool| untried(b).is_some();
+        let groups = || std::iter::once(&self.primary).chain(&self.backup);
+        let pick = |accept: &dyn Fn(&Backend, bool) -> bool| {
+            groups().find_map(|g| g.balancer.select_with(key, g.max_iterations, accept))
+        };
+        let backend = pick(&ready).or_else(|| match self.when_all_down {
+            WhenAllDown::TryAll => pick(&any),
+            WhenAllDown::Fail => None,
+        })?;
         self.index_of(&backend)
     }
 
     /// Counts a request against a server until the guard is dropped.
     pub fn enter(&self, server: usize) -> InflightGuard {
-        self.servers[server].inflight.enter()
+        self.servers[server].state.inflight.enter()
+    }
+
+    /// Records that a request to `server` failed for `reason`.
+    pub fn record_failure(&self, server: usize, reason: &str) {
+        let server = &self.servers[server];
+        if server.state.passive.record_failure() {
+            log::info!(
+                "upstream {}: server {} failed {} time(s) within {:?} (last: {reason}); skipping it for {:?}",
+                self.name,
+                server.config.addr,
+                server.config.max_fails,
+                server.config.fail_timeout,
+                server.state.passive.fail_timeout()
+            );
+        }
     }
 
     fn index_of(&self, backend: &Backend) -> Option<usize> {
@@ -184,6 +251,9 @@ mod tests {
             name: "app".into(),
             balance,
             hash_key: HashKey::ClientIp,
+            health_check: None,
+            retries: 2,
+            when_all_down: WhenAllDown::Fail,
             servers: weights
                 .iter()
                 .enumerate()
@@ -192,6 +262,9 @@ mod tests {
                     socket_addr: format!("127.0.0.1:{}", 9001 + i).parse().unwrap(),
                     id: (i + 1).to_string(),
                     weight: *w,
+                    max_fails: 1,
+                    fail_timeout: std::time::Duration::from_secs(10),
+                    backup: false,
                 })
                 .collect(),
             timeouts: Timeouts::DEFAULT,

@@ -2,7 +2,7 @@
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
 use super::values::{DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight};
-use super::Balance;
+use super::{Balance, CheckKind, WhenAllDown};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -45,6 +45,10 @@ pub struct FileUpstream {
     #[serde(default)]
     pub balance: Balance,
     pub hash_key: Option<HashKeyValue>,
+    pub health_check: Option<FileHealthCheck>,
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub when_all_down: WhenAllDown,
     pub servers: Vec<FileServerEntry>,
     pub connect_timeout: Option<DurationValue>,
     pub read_timeout: Option<DurationValue>,
@@ -58,6 +62,25 @@ pub struct FileServerEntry {
     pub addr: HostPort,
     pub id: Option<Label>,
     pub weight: Option<Weight>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<DurationValue>,
+    #[serde(default)]
+    pub backup: bool,
+}
+
+/// `upstreams.NAME.health_check:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    #[serde(rename = "type", default)]
+    pub kind: CheckKind,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub expect_status: Option<Vec<u16>>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub fall: Option<u32>,
+    pub rise: Option<u32>,
 }
 
 /// `routes[i]:`

@@ -75,6 +75,60 @@ pub enum HashKey {
     Cookie(String),
 }
 
+/// What to do when no server of an upstream is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenAllDown {
+    /// Answer 503 at once.
+    #[default]
+    Fail,
+    /// Try the servers anyway: health checks may be wrong, a 503 is certain.
+    TryAll,
+}
+
+/// The protocol of an active health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// `GET path`, judged by the status code.
+    #[default]
+    Http,
+    /// A TCP connection.
+    Tcp,
+}
+
+/// An upstream's active health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What is probed.
+    pub probe: Probe,
+    /// Time between two probes of a server.
+    pub interval: Duration,
+    /// Longest a probe may take.
+    pub timeout: Duration,
+    /// Consecutive failures that mark a ready server down.
+    pub fall: u32,
+    /// Consecutive successes that mark a down server ready.
+    pub rise: u32,
+}
+
+/// The probe of a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Opening a TCP connection.
+    Tcp,
+    /// `GET path` with this Host (None: the server's address), passing on these statuses
+    /// (empty: any 2xx).
+    Http {
+        /// Request path.
+        path: String,
+        /// Host header.
+        host: Option<String>,
+        /// Accepted statuses; empty means 200-299.
+        expect_status: Vec<u16>,
+    },
+}
+
 /// One `upstreams.NAME` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
@@ -84,6 +138,12 @@ pub struct Upstream {
     pub balance: Balance,
     /// The key `ip_hash` hashes.
     pub hash_key: HashKey,
+    /// Active health checking, if configured.
+    pub health_check: Option<HealthCheck>,
+    /// Further attempts on other servers after a failure that is safe to retry.
+    pub retries: u32,
+    /// What happens when no server is ready.
+    pub when_all_down: WhenAllDown,
     /// Servers in file order.
     pub servers: Vec<UpstreamServer>,
     /// Connect, read and write timeouts toward the servers.
@@ -122,6 +182,12 @@ pub struct UpstreamServer {
     pub id: String,
     /// Relative share of requests.
     pub weight: u16,
+    /// Failures within `fail_timeout` that take the server out for `fail_timeout`; 0: never.
+    pub max_fails: u32,
+    /// See `max_fails`.
+    pub fail_timeout: Duration,
+    /// Used only when no other server is ready.
+    pub backup: bool,
 }
 
 /// One `routes[i]` entry.

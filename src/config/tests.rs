@@ -403,3 +403,140 @@ fn no_mutilation_of_a_valid_file_panics() {
         let _ = parse(Path::new("t.yaml"), &text.join("\n"));
     }
 }
+
+#[test]
+fn health_and_failover_keys_are_read() {
+    let config = parse_ok(
+        "
+upstreams:
+  app:
+    health_check:
+      type: http
+      path: /health
+      host: app.internal
+      expect_status: [200, 204]
+      interval: 2s
+      timeout: 500ms
+      fall: 4
+      rise: 1
+    retries: 1
+    when_all_down: try_all
+    servers:
+      - { addr: 127.0.0.1:8001, max_fails: 3, fail_timeout: 30s }
+      - { addr: 127.0.0.1:8002, backup: true }
+routes: [ { path: /, upstream: app } ]
+",
+    );
+    let app = &config.upstreams[0];
+    let check = app.health_check.as_ref().unwrap();
+    assert_eq!(
+        check.probe,
+        Probe::Http {
+            path: "/health".into(),
+            host: Some("app.internal".into()),
+            expect_status: vec![200, 204]
+        }
+    );
+    assert_eq!(
+        (check.interval, check.timeout),
+        (Duration::from_secs(2), Duration::from_millis(500))
+    );
+    assert_eq!((check.fall, check.rise), (4, 1));
+    assert_eq!((app.retries, app.when_all_down), (1, WhenAllDown::TryAll));
+    assert_eq!(
+        (app.servers[0].max_fails, app.servers[0].fail_timeout),
+        (3, Duration::from_secs(30))
+    );
+    assert!(app.servers[1].backup && !app.servers[0].backup);
+}
+
+#[test]
+fn health_and_failover_defaults() {
+    let config = parse_ok(&MINIMAL.replace("  app:\n", "  app:\n    health_check: {}\n"));
+    let app = &config.upstreams[0];
+    let check = app.health_check.as_ref().unwrap();
+    assert_eq!(
+        check.probe,
+        Probe::Http {
+            path: "/".into(),
+            host: None,
+            expect_status: vec![]
+        }
+    );
+    assert_eq!(
+        (check.interval, check.timeout, check.fall, check.rise),
+        (Duration::from_secs(5), Duration::from_secs(1), 3, 2)
+    );
+    assert_eq!((app.retries, app.when_all_down), (2, WhenAllDown::Fail));
+    assert_eq!(
+        (app.servers[0].max_fails, app.servers[0].fail_timeout),
+        (1, Duration::from_secs(10))
+    );
+    assert_eq!(parse_ok(MINIMAL).upstreams[0].health_check, None);
+}
+
+#[test]
+fn health_and_failover_mistakes_are_reported() {
+    let with = |extra: &str| MINIMAL.replace("  app:\n", &format!("  app:\n{extra}"));
+    assert_err(
+        &with("    health_check: { type: tcp, path: /health }\n"),
+        "health_check.path",
+        "only applies to `type: http`",
+    );
+    assert_err(
+        &with("    health_check: { type: udp }\n"),
+        "upstreams.app.health_check",
+        "unknown variant `udp`",
+    );
+    assert_err(
+        &with("    health_check: { expect_status: [700] }\n"),
+        "health_check.expect_status",
+        "not an HTTP status",
+    );
+    assert_err(
+        &with("    health_check: { fall: 0 }\n"),
+        "health_check.fall",
+        "at least 1",
+    );
+    assert_err(
+        &with("    health_check: { interval: 0s }\n"),
+        "health_check.interval",
+        "positive",
+    );
+    assert_err(
+        &with("    health_check: { path: health }\n"),
+        "health_check.path",
+        "start with `/`",
+    );
+    assert_err(
+        &with("    health_check: { intervl: 1s }\n"),
+        "health_check",
+        "unknown field `intervl`",
+    );
+    assert_err(
+        &with("    when_all_down: retry\n"),
+        "upstreams.app.when_all_down",
+        "unknown variant `retry`",
+    );
+    assert_err(
+        &with("    retries: -1\n"),
+        "upstreams.app.retries",
+        "expected u32",
+    );
+    let servers = |list: &str| {
+        format!("upstreams: {{ app: {{ servers: [ {list} ] }} }}\nroutes: [ {{ path: /, upstream: app }} ]")
+    };
+    assert_err(
+        &servers("{ addr: 127.0.0.1:1, backup: true }"),
+        "upstreams.app.servers",
+        "every server is a backup",
+    );
+    assert_err(
+        &servers("{ addr: 127.0.0.1:1, max_fails: 2, fail_timeout: 0s }"),
+        "servers[0].fail_timeout",
+        "max_fails: 0",
+    );
+    parse_ok(&servers(
+        "{ addr: 127.0.0.1:1, max_fails: 0, fail_timeout: 0s }",
+    ));
+}

@@ -1,10 +1,10 @@
 //! Checks that need the whole file (cross-references, uniqueness, name resolution) and the
 //! conversion of [`FileConfig`] into [`Config`].
 
-use super::file::{FileConfig, FileRoute, FileServer, FileUpstream};
+use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileUpstream};
 use super::{
-    Balance, Config, ConfigError, MetricsSettings, Route, ServerSettings, Timeouts, Upstream,
-    UpstreamServer,
+    Balance, CheckKind, Config, ConfigError, HealthCheck, MetricsSettings, Probe, Route,
+    ServerSettings, Timeouts, Upstream, UpstreamServer,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -14,6 +14,10 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_HEALTH_PATH: &str = "/edge-health";
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 const MAX_THREADS: usize = 1024;
+/// nginx's defaults for passive failure detection.
+const DEFAULT_MAX_FAILS: u32 = 1;
+const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETRIES: u32 = 2;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
@@ -117,13 +121,20 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
     let defaults = Timeouts::DEFAULT;
     let timeouts = Timeouts {
         connect: positive(
-            &key,
-            "connect_timeout",
+            &format!("{key}.connect_timeout"),
             file.connect_timeout,
             defaults.connect,
         )?,
-        read: positive(&key, "read_timeout", file.read_timeout, defaults.read)?,
-        write: positive(&key, "write_timeout", file.write_timeout, defaults.write)?,
+        read: positive(
+            &format!("{key}.read_timeout"),
+            file.read_timeout,
+            defaults.read,
+        )?,
+        write: positive(
+            &format!("{key}.write_timeout"),
+            file.write_timeout,
+            defaults.write,
+        )?,
     };
 
     let mut servers = Vec::with_capacity(file.servers.len());
@@ -159,20 +170,111 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
                 format!("id `{id}` is already used by another server of this upstream"),
             ));
         }
+        let fail_timeout = entry.fail_timeout.map_or(DEFAULT_FAIL_TIMEOUT, |d| d.0);
+        let max_fails = entry.max_fails.unwrap_or(DEFAULT_MAX_FAILS);
+        if max_fails > 0 && fail_timeout.is_zero() {
+            return Err(ConfigError::at_key(
+                format!("{server_key}.fail_timeout"),
+                "must be positive when max_fails is set; use max_fails: 0 to turn passive checks off",
+            ));
+        }
         servers.push(UpstreamServer {
             addr: entry.addr.text,
             socket_addr,
             id,
             weight: entry.weight.map_or(1, |w| w.0),
+            max_fails,
+            fail_timeout,
+            backup: entry.backup,
         });
     }
+    if servers.iter().all(|s| s.backup) {
+        return Err(ConfigError::at_key(
+            format!("{key}.servers"),
+            "every server is a backup; at least one must not be",
+        ));
+    }
+    let health_check = file
+        .health_check
+        .map(|hc| health_check(&format!("{key}.health_check"), hc))
+        .transpose()?;
 
     Ok(Upstream {
         name,
         balance: file.balance,
         hash_key: file.hash_key.map(|k| k.0).unwrap_or_default(),
+        health_check,
+        retries: file.retries.unwrap_or(DEFAULT_RETRIES),
+        when_all_down: file.when_all_down,
         servers,
         timeouts,
+    })
+}
+
+fn health_check(key: &str, file: FileHealthCheck) -> Result<HealthCheck, ConfigError> {
+    let probe = match file.kind {
+        CheckKind::Tcp => {
+            let http_only = [
+                ("path", file.path.is_some()),
+                ("host", file.host.is_some()),
+                ("expect_status", file.expect_status.is_some()),
+            ];
+            if let Some((name, _)) = http_only.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::at_key(
+                    format!("{key}.{name}"),
+                    "only applies to `type: http`",
+                ));
+            }
+            Probe::Tcp
+        }
+        CheckKind::Http => {
+            let path = file.path.unwrap_or_else(|| "/".to_string());
+            check_path(&format!("{key}.path"), &path)?;
+            let host = file.host.map(|h| h.trim().to_string());
+            if let Some(host) = &host {
+                if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ConfigError::at_key(
+                        format!("{key}.host"),
+                        format!("`{host}` is not a host name"),
+                    ));
+                }
+            }
+            let expect_status = file.expect_status.unwrap_or_default();
+            if let Some(bad) = expect_status.iter().find(|c| !(100..=599).contains(*c)) {
+                return Err(ConfigError::at_key(
+                    format!("{key}.expect_status"),
+                    format!("{bad} is not an HTTP status; use codes from 100 to 599"),
+                ));
+            }
+            Probe::Http {
+                path,
+                host,
+                expect_status,
+            }
+        }
+    };
+    let count = |name: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => Err(ConfigError::at_key(
+            format!("{key}.{name}"),
+            "must be at least 1",
+        )),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(HealthCheck {
+        probe,
+        interval: positive(
+            &format!("{key}.interval"),
+            file.interval,
+            Duration::from_secs(5),
+        )?,
+        timeout: positive(
+            &format!("{key}.timeout"),
+            file.timeout,
+            Duration::from_secs(1),
+        )?,
+        fall: count("fall", file.fall, 3)?,
+        rise: count("rise", file.rise, 2)?,
     })
 }
 
@@ -241,16 +343,16 @@ fn check_path(key: &str, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A duration that must not be zero, `default` when absent.
 fn positive(
-    upstream_key: &str,
-    name: &str,
+    key: &str,
     value: Option<super::values::DurationValue>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
     match value {
         Some(d) if d.0.is_zero() => Err(ConfigError::at_key(
-            format!("{upstream_key}.{name}"),
-            "a timeout of 0 would fail every request; give a positive duration such as 2s",
+            key,
+            "must be a positive duration such as 2s; 0 would fail every time",
         )),
         Some(d) => Ok(d.0),
         None => Ok(default),

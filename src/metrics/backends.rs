@@ -6,10 +6,11 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts};
 use std::sync::Arc;
 
-/// Exports `edgeproxy_backend_inflight{upstream, backend}`.
+/// Exports `edgeproxy_backend_inflight` and `edgeproxy_backend_up`, by upstream and backend.
 pub struct BackendCollector {
     snapshot: Arc<Snapshot>,
     inflight: IntGaugeVec,
+    up: IntGaugeVec,
 }
 
 impl BackendCollector {
@@ -22,24 +23,47 @@ impl BackendCollector {
             ),
             &["upstream", "backend"],
         )?;
-        Ok(Self { snapshot, inflight })
+        let up = IntGaugeVec::new(
+            Opts::new(
+                "edgeproxy_backend_up",
+                "1 if the backend is ready (health checks and passive failures), else 0",
+            ),
+            &["upstream", "backend"],
+        )?;
+        Ok(Self {
+            snapshot,
+            inflight,
+            up,
+        })
     }
 }
 
 impl Collector for BackendCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.inflight.desc()
+        self.inflight
+            .desc()
+            .into_iter()
+            .chain(self.up.desc())
+            .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.inflight.reset();
+        self.up.reset();
         for pool in &self.snapshot.pools {
             for server in pool.servers() {
+                let labels = [pool.name(), server.config.addr.as_str()];
+                let state = &server.state;
                 self.inflight
-                    .with_label_values(&[pool.name(), server.config.addr.as_str()])
-                    .set(server.inflight.count() as i64);
+                    .with_label_values(&labels)
+                    .set(state.inflight.count() as i64);
+                self.up
+                    .with_label_values(&labels)
+                    .set(i64::from(state.ready()));
             }
         }
-        self.inflight.collect()
+        let mut families = self.inflight.collect();
+        families.extend(self.up.collect());
+        families
     }
 }

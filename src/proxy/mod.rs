@@ -54,6 +54,11 @@ impl RequestCtx {
     fn server(&self) -> Option<&Server> {
         Some(&self.pool()?.servers()[self.server?])
     }
+
+    /// Whether `pool` allows another attempt after those already made.
+    fn retries_left(&self, pool: &Pool) -> bool {
+        self.tried.len() <= pool.retries() as usize
+    }
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -116,7 +121,9 @@ impl ProxyHttp for EdgeProxy {
         })?;
         let key = request_key(pool.hash_key(), session.req_header(), client_ip(session));
         let Some(index) = pool.select(key.as_bytes(), &ctx.tried) else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no server is ready");
+            // Nothing ready answers 503 at once; after failed attempts the failure stands.
+            let status = if ctx.tried.is_empty() { 503 } else { 502 };
+            return Error::e_explain(ErrorType::HTTPStatus(status), "no server left to try");
         };
         let peer = pool.servers()[index].peer();
         // Replacing the guard releases the count of a server a retry moves away from.
@@ -125,6 +132,58 @@ impl ProxyHttp for EdgeProxy {
         ctx.server = Some(index);
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(pool), Some(server)) = (ctx.pool(), ctx.server) {
+            pool.record_failure(server, e.etype().as_str());
+            // Nothing reached the server, so any method may go to another one.
+            e.set_retry(ctx.retries_left(pool));
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let (Some(pool), Some(server)) = (ctx.pool(), ctx.server) else {
+            return e;
+        };
+        if e.esource() != &ErrorSource::Upstream {
+            e.set_retry(false);
+            return e;
+        }
+        let nothing_received = ctx.upstream_time.is_none() && session.response_written().is_none();
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        // A pooled connection the server had already closed is not the server failing.
+        let stale_connection = client_reused && nothing_received && !timed_out;
+        if !stale_connection {
+            pool.record_failure(server, e.etype().as_str());
+        }
+        // The server may have acted on the request: only idempotent ones are sent again, only
+        // if nothing came back yet, and never after a timeout, which could double the load.
+        let retry = nothing_received
+            && !timed_out
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.retries_left(pool);
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(

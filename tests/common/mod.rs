@@ -109,7 +109,11 @@ impl Backend {
 
     /// Starts `edgeproxy-demo` with extra arguments, e.g. `["--delay", "600ms"]`.
     pub fn start_with(id: &str, args: &[&str]) -> Backend {
-        let port = free_port();
+        Self::start_on(free_port(), id, args)
+    }
+
+    /// Starts `edgeproxy-demo` on a given port, e.g. to bring a killed backend back.
+    pub fn start_on(port: u16, id: &str, args: &[&str]) -> Backend {
         let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy-demo"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--id", id])
             .args(args)
@@ -208,6 +212,58 @@ pub fn upstream(backends: &[&Backend], weights: &[u16]) -> String {
         ));
     }
     yaml
+}
+
+/// A backend on raw sockets that counts the requests it reads and then either answers
+/// `200 ok` or drops the connection without a word, like a server dying mid-request.
+pub struct RawBackend {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawBackend {
+    /// Starts it; `answer: false` drops every request.
+    pub fn start(answer: bool) -> RawBackend {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            seen.clear();
+                            if !answer {
+                                return;
+                            }
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(reply).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend { port, requests }
+    }
+
+    /// Requests read so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The value of a metric line `name{labels}` on a metrics port, if present.

@@ -1,0 +1,229 @@
+//! What is known about one server while it runs: requests in flight, active health, passive
+//! failures. The request path reads it with atomic loads; only failures and probes write.
+
+use crate::inflight::Inflight;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The live state of one server.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Requests being served by the server.
+    pub inflight: Inflight,
+    /// Active health, as the last probes judged it.
+    pub health: ActiveHealth,
+    /// Failures seen by requests.
+    pub passive: PassiveFailures,
+}
+
+impl ServerState {
+    /// A server that has not failed yet.
+    pub fn new(max_fails: u32, fail_timeout: Duration) -> Self {
+        Self {
+            inflight: Inflight::default(),
+            health: ActiveHealth::default(),
+            passive: PassiveFailures::new(max_fails, fail_timeout),
+        }
+    }
+
+    /// Whether new requests may go to the server.
+    pub fn ready(&self) -> bool {
+        self.health.is_up() && !self.passive.is_failed()
+    }
+}
+
+/// Up or down according to probes, with rise/fall hysteresis.
+#[derive(Debug)]
+pub struct ActiveHealth {
+    up: AtomicBool,
+    streak: Mutex<Streak>,
+}
+
+#[derive(Debug, Default)]
+struct Streak {
+    probed: bool,
+    last_ok: bool,
+    length: u32,
+}
+
+impl Default for ActiveHealth {
+    fn default() -> Self {
+        Self {
+            up: AtomicBool::new(true),
+            streak: Mutex::new(Streak::default()),
+        }
+    }
+}
+
+impl ActiveHealth {
+    /// Whether the server is up.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Records a probe result; returns the new state if it changed. The first probe decides
+    /// at once, so a server that is down at start is never offered traffic; after that it
+    /// takes `fall` failures or `rise` successes in a row to change.
+    pub fn observe(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        let mut streak = self.streak.lock().unwrap_or_else(|e| e.into_inner());
+        let up = self.is_up();
+        let first = !streak.probed;
+        streak.probed = true;
+        if first || streak.last_ok != ok {
+            streak.last_ok = ok;
+            streak.length = 0;
+        }
+        streak.length += 1;
+        let flip = if ok {
+            !up && (first || streak.length >= rise)
+        } else {
+            up && (first || streak.length >= fall)
+        };
+        if flip {
+            self.up.store(ok, Ordering::Relaxed);
+            return Some(ok);
+        }
+        None
+    }
+}
+
+/// nginx's `max_fails`/`fail_timeout`: that many failures within `fail_timeout` take a server
+/// out for `fail_timeout`; then it is tried again.
+#[derive(Debug)]
+pub struct PassiveFailures {
+    max_fails: u32,
+    fail_timeout: Duration,
+    epoch: Instant,
+    /// Milliseconds since `epoch` until which the server is out; 0 when it is in.
+    failed_until: AtomicU64,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    count: u32,
+}
+
+impl PassiveFailures {
+    /// `max_fails: 0` turns passive checks off.
+    pub fn new(max_fails: u32, fail_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            max_fails,
+            fail_timeout,
+            epoch: now,
+            failed_until: AtomicU64::new(0),
+            window: Mutex::new(Window {
+                started: now,
+                count: 0,
+            }),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether the server is out because of recent failures.
+    pub fn is_failed(&self) -> bool {
+        let until = self.failed_until.load(Ordering::Relaxed);
+        until != 0 && self.now_ms() < until
+    }
+
+    /// Records a failed attempt; returns true if it takes the server out.
+    pub fn record_failure(&self) -> bool {
+        if self.max_fails == 0 || self.is_failed() {
+            return false;
+        }
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.started.elapsed() > self.fail_timeout {
+            window.started = Instant::now();
+            window.count = 0;
+        }
+        window.count += 1;
+        if window.count < self.max_fails {
+            return false;
+        }
+        window.count = 0;
+        let until = self.now_ms() + self.fail_timeout.as_millis() as u64;
+        self.failed_until.store(until.max(1), Ordering::Relaxed);
+        true
+    }
+
+    /// Ends a failure period early: the health check saw the server come back.
+    pub fn clear(&self) {
+        self.failed_until.store(0, Ordering::Relaxed);
+    }
+
+    /// How long a failed server stays out.
+    pub fn fail_timeout(&self) -> Duration {
+        self.fail_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_probe_decides_then_fall_and_rise_apply() {
+        let health = ActiveHealth::default();
+        assert!(health.is_up());
+        assert_eq!(
+            health.observe(false, 2, 3),
+            Some(false),
+            "down at first probe"
+        );
+        assert_eq!(health.observe(true, 2, 3), None);
+        assert_eq!(health.observe(true, 2, 3), Some(true), "rise 2");
+        assert_eq!(health.observe(false, 2, 3), None);
+        assert_eq!(health.observe(false, 2, 3), None);
+        assert_eq!(health.observe(true, 2, 3), None, "streak broken");
+        assert_eq!(health.observe(false, 2, 3), None);
+        assert_eq!(health.observe(false, 2, 3), None);
+        assert_eq!(health.observe(false, 2, 3), Some(false), "fall 3");
+    }
+
+    #[test]
+    fn a_healthy_first_probe_changes_nothing() {
+        let health = ActiveHealth::default();
+        assert_eq!(health.observe(true, 2, 3), None);
+        assert!(health.is_up());
+    }
+
+    #[test]
+    fn max_fails_within_fail_timeout_takes_the_server_out() {
+        let passive = PassiveFailures::new(3, Duration::from_millis(200));
+        assert!(!passive.record_failure());
+        assert!(!passive.record_failure());
+        assert!(passive.record_failure());
+        assert!(passive.is_failed());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!passive.is_failed(), "tried again after fail_timeout");
+        assert!(!passive.record_failure());
+        assert!(!passive.record_failure());
+        assert!(passive.record_failure());
+        passive.clear();
+        assert!(!passive.is_failed(), "cleared");
+    }
+
+    #[test]
+    fn failures_spread_wider_than_fail_timeout_do_not_add_up() {
+        let passive = PassiveFailures::new(2, Duration::from_millis(100));
+        assert!(!passive.record_failure());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!passive.record_failure());
+        assert!(!passive.is_failed());
+    }
+
+    #[test]
+    fn max_fails_zero_never_fails() {
+        let passive = PassiveFailures::new(0, Duration::from_secs(10));
+        for _ in 0..10 {
+            assert!(!passive.record_failure());
+        }
+        assert!(!passive.is_failed());
+    }
+}

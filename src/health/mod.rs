@@ -1,0 +1,94 @@
+//! Active health checks, as a Pingora background service: each upstream with a
+//! `health_check` probes all its servers every `interval` and marks them up or down.
+
+mod probe;
+
+use crate::balance::Pool;
+use crate::snapshot::Snapshot;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Probes the servers of every upstream that has a health check.
+pub struct HealthChecker {
+    snapshot: Arc<Snapshot>,
+}
+
+impl HealthChecker {
+    /// Checks the upstreams of `snapshot`.
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        Self { snapshot }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut loops = JoinSet::new();
+        for index in 0..self.snapshot.pools.len() {
+            if self.snapshot.pools[index].health_check().is_some() {
+                loops.spawn(check_forever(Arc::clone(&self.snapshot), index));
+            }
+        }
+        // Probes stop with the process; nothing to finish.
+        let _ = shutdown.changed().await;
+        loops.abort_all();
+    }
+}
+
+async fn check_forever(snapshot: Arc<Snapshot>, pool_index: usize) {
+    let pool = &snapshot.pools[pool_index];
+    let Some(check) = pool.health_check() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(check.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut probes = JoinSet::new();
+        for server in 0..pool.servers().len() {
+            probes.spawn(check_server(Arc::clone(&snapshot), pool_index, server));
+        }
+        while probes.join_next().await.is_some() {}
+    }
+}
+
+async fn check_server(snapshot: Arc<Snapshot>, pool_index: usize, server: usize) {
+    let pool: &Pool = &snapshot.pools[pool_index];
+    let Some(check) = pool.health_check() else {
+        return;
+    };
+    let server = &pool.servers()[server];
+    let result = probe::run(
+        &check.probe,
+        server.config.socket_addr,
+        &server.config.addr,
+        check.timeout,
+    )
+    .await;
+    match server
+        .state
+        .health
+        .observe(result.is_ok(), check.rise, check.fall)
+    {
+        Some(true) => {
+            // Seen coming back: requests that failed while it was down no longer count.
+            server.state.passive.clear();
+            log::info!(
+                "upstream {}: server {} is up ({} successful check(s))",
+                pool.name(),
+                server.config.addr,
+                check.rise
+            )
+        }
+        Some(false) => log::info!(
+            "upstream {}: server {} is down: {}",
+            pool.name(),
+            server.config.addr,
+            result.err().unwrap_or_default()
+        ),
+        None => {}
+    }
+}

@@ -1,0 +1,105 @@
+//! One health probe: a TCP connect, or an HTTP `GET` judged by its status line.
+
+use crate::config::Probe;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The longest status line read from a server.
+const MAX_STATUS_LINE: usize = 1024;
+
+/// Probes `addr`; `Err` says why it failed, for the log.
+pub async fn run(
+    probe: &Probe,
+    addr: SocketAddr,
+    default_host: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, attempt(probe, addr, default_host)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn attempt(probe: &Probe, addr: SocketAddr, default_host: &str) -> Result<(), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let Probe::Http {
+        path,
+        host,
+        expect_status,
+    } = probe
+    else {
+        return Ok(());
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edgeproxy-health-check\r\nConnection: close\r\n\r\n",
+        host.as_deref().unwrap_or(default_host)
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = read_status(&mut stream).await?;
+    let expected = if expect_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        expect_status.contains(&status)
+    };
+    if expected {
+        Ok(())
+    } else if expect_status.is_empty() {
+        Err(format!("status {status}, expected 2xx"))
+    } else {
+        Err(format!(
+            "status {status}, expected one of {expect_status:?}"
+        ))
+    }
+}
+
+async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 256];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        if buf.len() > MAX_STATUS_LINE {
+            return Err("status line too long".to_string());
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("connection closed before a status line".to_string());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    parse_status(&buf).ok_or_else(|| "not an HTTP response".to_string())
+}
+
+/// The code of `HTTP/1.x NNN …`.
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\r').next()?;
+    let mut parts = line.split(|&b| b == b' ');
+    if !parts.next()?.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    std::str::from_utf8(parts.next()?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(
+            parse_status(b"HTTP/1.0 503 Service Unavailable\r\nx: y"),
+            Some(503)
+        );
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse_status(b"HTTP/1.1 abc\r\n"), None);
+    }
+}

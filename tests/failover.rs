@@ -1,0 +1,364 @@
+//! Health checks, passive failures, retries and backup servers, with backends that die.
+
+mod common;
+
+use common::{client, free_port, instance, metric, Backend, Proxy, RawBackend};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn up_gauge(backend: &str) -> String {
+    format!("edgeproxy_backend_up{{backend=\"{backend}\",upstream=\"app\"}}")
+}
+
+/// Polls the `up` gauge of `backend` until it is `want`; returns how long that took.
+async fn wait_up(metrics_port: u16, backend: &str, want: bool, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let want = if want { 1.0 } else { 0.0 };
+    loop {
+        if metric(metrics_port, &up_gauge(backend)).await == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{backend} not up={want} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const CHECK: &str = "health_check: { type: http, path: /health, interval: 300ms, timeout: 200ms, fall: 2, rise: 2 }";
+
+fn upstream(metrics_port: u16, extra: &str, servers: &[String]) -> String {
+    let mut yaml =
+        format!("metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\nupstreams:\n  app:\n");
+    for line in extra.lines() {
+        yaml.push_str(&format!("    {line}\n"));
+    }
+    yaml.push_str("    servers:\n");
+    for server in servers {
+        yaml.push_str(&format!("      - {server}\n"));
+    }
+    yaml + "routes:\n  - { path: /, upstream: app }\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_backend_under_load_fails_no_request_and_it_rejoins_after_rise() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let (b_port, b_addr) = (b.port, b.addr());
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        CHECK,
+        &[
+            format!("{{ addr: \"{}\", id: a }}", a.addr()),
+            format!("{{ addr: \"{b_addr}\", id: b }}"),
+        ],
+    ));
+
+    // 8 clients × 188 ≥ 1,500 GETs; b is killed a third of the way in.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = proxy.url("/");
+            tokio::spawn(async move {
+                let http = client();
+                let mut results = BTreeMap::<String, usize>::new();
+                for _ in 0..188 {
+                    let key = match http.get(&url).send().await {
+                        Ok(resp) if resp.status() == 200 => instance(&resp),
+                        Ok(resp) => format!("status {}", resp.status()),
+                        Err(e) => format!("error {e}"),
+                    };
+                    *results.entry(key).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                results
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let killed = Instant::now();
+    drop(b);
+    // fall × interval + timeout = 2 × 300ms + 200ms, plus scheduling slack.
+    let detected = wait_up(metrics_port, &b_addr, false, Duration::from_secs(3)).await;
+    assert!(
+        killed.elapsed() <= Duration::from_millis(800) + Duration::from_millis(400),
+        "down after {detected:?}"
+    );
+
+    let mut totals = BTreeMap::<String, usize>::new();
+    for task in tasks {
+        for (key, n) in task.await.unwrap() {
+            *totals.entry(key).or_default() += n;
+        }
+    }
+    let failed: usize = totals
+        .iter()
+        .filter(|(k, _)| *k != "a" && *k != "b")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed, 0, "failed requests: {totals:?}");
+    assert_eq!(totals.values().sum::<usize>(), 8 * 188);
+
+    // Back on the same port: up after `rise` (2) good probes, then it gets traffic again.
+    let _b = Backend::start_on(b_port, "b", &[]);
+    let rejoined = wait_up(metrics_port, &b_addr, true, Duration::from_secs(3)).await;
+    assert!(
+        rejoined >= Duration::from_millis(250),
+        "rejoined after only {rejoined:?}"
+    );
+    let http = client();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(instance(&http.get(proxy.url("/")).send().await.unwrap()));
+    }
+    assert!(seen.contains(&"b".to_string()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn http_checks_judge_by_status_and_tcp_checks_by_connect() {
+    let a = Backend::start("a");
+    let dead = free_port();
+    let metrics_port = free_port();
+    let check = |path: &str, expect: &str| {
+        format!("health_check: {{ type: http, path: {path}, {expect} interval: 200ms, timeout: 200ms, fall: 1, rise: 1 }}")
+    };
+    // /status/500 fails the default any-2xx check.
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        &check("/status/500", ""),
+        &[format!("{{ addr: \"{}\" }}", a.addr())],
+    ));
+    wait_up(metrics_port, &a.addr(), false, Duration::from_secs(2)).await;
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "no ready server answers 503 at once");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("upstream `app` has no server ready"));
+    drop(proxy);
+
+    // expect_status is honoured both ways.
+    let metrics_port = free_port();
+    let _p = Proxy::start(&upstream(
+        metrics_port,
+        &check("/status/404", "expect_status: [404],"),
+        &[format!("{{ addr: \"{}\" }}", a.addr())],
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_up(metrics_port, &a.addr(), true, Duration::from_secs(1)).await;
+    let metrics_port = free_port();
+    let _p = Proxy::start(&upstream(
+        metrics_port,
+        &check("/health", "expect_status: [204],"),
+        &[format!("{{ addr: \"{}\" }}", a.addr())],
+    ));
+    wait_up(metrics_port, &a.addr(), false, Duration::from_secs(2)).await;
+
+    // TCP: a closed port is down, a listening one up.
+    let metrics_port = free_port();
+    let _p = Proxy::start(&upstream(
+        metrics_port,
+        "health_check: { type: tcp, interval: 200ms, timeout: 200ms, fall: 1, rise: 1 }",
+        &[
+            format!("{{ addr: \"{}\" }}", a.addr()),
+            format!("{{ addr: \"127.0.0.1:{dead}\" }}"),
+        ],
+    ));
+    wait_up(
+        metrics_port,
+        &format!("127.0.0.1:{dead}"),
+        false,
+        Duration::from_secs(2),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_up(metrics_port, &a.addr(), true, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn passive_failures_skip_a_server_for_fail_timeout_then_try_it_again() {
+    let good = Backend::start("good");
+    let dead = free_port();
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        "retries: 0",
+        &[
+            format!("{{ addr: \"127.0.0.1:{dead}\", id: dead, max_fails: 2, fail_timeout: 1s }}"),
+            format!("{{ addr: \"{}\", id: good }}", good.addr()),
+        ],
+    ));
+    let http = client();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            http.get(proxy.url("/"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    // Round robin alternates until the second failure takes the dead server out.
+    assert_eq!(statuses[..4], [502, 200, 502, 200], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        metric(metrics_port, &up_gauge(&format!("127.0.0.1:{dead}"))).await,
+        Some(0.0)
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut after = Vec::new();
+    for _ in 0..2 {
+        after.push(
+            http.get(proxy.url("/"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(
+        after.contains(&502),
+        "tried again after fail_timeout: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn retries_move_a_refused_request_to_another_server() {
+    let good = Backend::start("good");
+    let dead = free_port();
+    let proxy = Proxy::start(&upstream(
+        free_port(),
+        "retries: 1",
+        &[
+            format!("{{ addr: \"127.0.0.1:{dead}\", max_fails: 0 }}"),
+            format!("{{ addr: \"{}\", id: good }}", good.addr()),
+        ],
+    ));
+    let http = client();
+    for _ in 0..6 {
+        let resp = http
+            .post(proxy.url("/models"))
+            .header("content-type", "application/json")
+            .body(r#"{"name":"X","pieces":10,"theme":"City","difficulty":"easy","price_us":9.5,"year":2020}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "a POST whose connection failed is retried"
+        );
+        assert_eq!(instance(&resp), "good");
+    }
+}
+
+#[tokio::test]
+async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent() {
+    let dying = RawBackend::start(false);
+    let healthy = RawBackend::start(true);
+    let proxy = Proxy::start(&upstream(
+        free_port(),
+        "retries: 1",
+        &[
+            format!("{{ addr: \"127.0.0.1:{}\", max_fails: 0 }}", dying.port),
+            format!("{{ addr: \"127.0.0.1:{}\", max_fails: 0 }}", healthy.port),
+        ],
+    ));
+    let http = client();
+    // Round robin sends the first request to the dying server.
+    let resp = http
+        .post(proxy.url("/orders"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        (dying.requests(), healthy.requests()),
+        (1, 0),
+        "the POST was replayed"
+    );
+
+    let _ = http.get(proxy.url("/")).send().await.unwrap(); // the healthy server's turn
+    let resp = http.get(proxy.url("/items")).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "a GET the server dropped is retried elsewhere"
+    );
+    assert_eq!((dying.requests(), healthy.requests()), (2, 2));
+}
+
+#[tokio::test]
+async fn backup_servers_serve_only_while_every_primary_is_down() {
+    let p1 = Backend::start("p1");
+    let p2 = Backend::start("p2");
+    let spare = Backend::start("spare");
+    let p1_port = p1.port;
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        CHECK,
+        &[
+            format!("{{ addr: \"{}\", id: p1 }}", p1.addr()),
+            format!("{{ addr: \"{}\", id: p2 }}", p2.addr()),
+            format!("{{ addr: \"{}\", id: spare, backup: true }}", spare.addr()),
+        ],
+    ));
+    let http = client();
+    let ids = |n| {
+        let http = http.clone();
+        let url = proxy.url("/");
+        async move {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                let resp = http.get(&url).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                ids.push(instance(&resp));
+            }
+            ids
+        }
+    };
+    assert!(ids(20).await.iter().all(|id| id != "spare"));
+
+    let p1_addr = p1.addr();
+    drop(p1);
+    drop(p2);
+    assert!(
+        ids(10).await.iter().all(|id| id == "spare"),
+        "retries reach the backup at once"
+    );
+
+    // Down for longer than the checks need to see it (fall 2 × 300ms + 200ms); coming back
+    // then clears the passive failure mark too.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(ids(5).await.iter().all(|id| id == "spare"));
+    let _p1 = Backend::start_on(p1_port, "p1", &[]);
+    wait_up(metrics_port, &p1_addr, true, Duration::from_secs(3)).await;
+    assert!(ids(10).await.iter().all(|id| id == "p1"));
+}
+
+#[tokio::test]
+async fn when_all_down_try_all_still_tries_the_servers() {
+    let a = Backend::start("a");
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        "when_all_down: try_all\nhealth_check: { type: http, path: /status/500, interval: 200ms, timeout: 200ms, fall: 1, rise: 1 }",
+        &[format!("{{ addr: \"{}\", id: a }}", a.addr())],
+    ));
+    wait_up(metrics_port, &a.addr(), false, Duration::from_secs(2)).await;
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the check says down, the server still answers"
+    );
+    assert_eq!(instance(&resp), "a");
+}
