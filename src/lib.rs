@@ -13,6 +13,7 @@ pub mod inflight;
 pub mod listeners;
 pub mod metrics;
 pub mod proxy;
+pub mod resolver;
 pub mod route;
 pub mod server;
 pub mod shutdown;

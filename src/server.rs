@@ -6,6 +6,7 @@ use crate::inflight::Inflight;
 use crate::listeners;
 use crate::metrics::Metrics;
 use crate::proxy::EdgeProxy;
+use crate::resolver::Resolver;
 use crate::shutdown::Signals;
 use crate::snapshot::Snapshot;
 use pingora::proxy::http_proxy_service_with_name;
@@ -53,6 +54,12 @@ pub fn run(config: Config) -> Result<(), String> {
         server.add_service(background_service(
             "health checks",
             HealthChecker::new(Arc::clone(&snapshot)),
+        ));
+    }
+    if Resolver::needed(&snapshot) {
+        server.add_service(background_service(
+            "name resolution",
+            Resolver::new(Arc::clone(&snapshot)),
         ));
     }
     let mut proxy = http_proxy_service_with_name(

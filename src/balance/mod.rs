@@ -10,18 +10,22 @@ pub use key::request_key;
 pub use state::ServerState;
 
 use crate::config::{
-    Balance, HashKey, HealthCheck, Timeouts, Upstream, UpstreamServer, WhenAllDown,
+    preferred_address, Balance, HashKey, HealthCheck, Timeouts, Upstream, UpstreamServer,
+    WhenAllDown,
 };
 use crate::inflight::InflightGuard;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use http::HeaderValue;
-use pingora::lb::discovery::Static;
+use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, PeerOptions};
 use selector::{Selector, SelectorConfig};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -33,53 +37,98 @@ pub struct Pool {
     health_check: Option<HealthCheck>,
     retries: u32,
     when_all_down: WhenAllDown,
+    resolve_interval: std::time::Duration,
     primary: Group,
     backup: Option<Group>,
     servers: Vec<Server>,
+    addresses: Arc<ArcSwap<Addresses>>,
+}
+
+/// Where each server is now; host names are resolved again while running.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    of: Vec<SocketAddr>,
     by_addr: HashMap<SocketAddr, usize>,
+}
+
+impl Addresses {
+    fn new(of: Vec<SocketAddr>) -> Self {
+        let by_addr = of.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        Self { of, by_addr }
+    }
+
+    /// The server index of a backend.
+    pub fn index_of(&self, backend: &Backend) -> Option<usize> {
+        backend
+            .addr
+            .as_inet()
+            .and_then(|addr| self.by_addr.get(addr).copied())
+    }
+
+    fn backends(&self, members: &[usize], servers: &[Server]) -> BTreeSet<Backend> {
+        members
+            .iter()
+            .map(|&i| Backend {
+                addr: PeerAddr::Inet(self.of[i]),
+                weight: usize::from(servers[i].config.weight),
+                ext: Default::default(),
+            })
+            .collect()
+    }
+}
+
+/// Hands Pingora the backend set of a group as it is now.
+struct CurrentBackends(Arc<ArcSwap<BTreeSet<Backend>>>);
+
+#[async_trait]
+impl ServiceDiscovery for CurrentBackends {
+    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        Ok((BTreeSet::clone(&self.0.load()), HashMap::new()))
+    }
 }
 
 /// The primary or the backup servers of an upstream.
 struct Group {
     balancer: LoadBalancer<Selector>,
+    members: Vec<usize>,
+    current: Arc<ArcSwap<BTreeSet<Backend>>>,
     /// Bound on the candidates looked at per selection.
     max_iterations: usize,
 }
 
 impl Group {
-    /// `None` when `servers` is empty.
-    fn new(balance: Balance, servers: &[&Server]) -> Option<Self> {
-        if servers.is_empty() {
+    /// `None` when `members` is empty.
+    fn new(
+        balance: Balance,
+        members: Vec<usize>,
+        servers: &[Server],
+        addresses: &Arc<ArcSwap<Addresses>>,
+    ) -> Option<Self> {
+        if members.is_empty() {
             return None;
         }
-        let backends: BTreeSet<Backend> = servers
-            .iter()
-            .map(|s| Backend {
-                addr: PeerAddr::Inet(s.config.socket_addr),
-                weight: usize::from(s.config.weight),
-                ext: Default::default(),
-            })
-            .collect();
+        let current = Arc::new(ArcSwap::from_pointee(
+            addresses.load().backends(&members, servers),
+        ));
         let config = SelectorConfig {
             balance,
-            servers: servers
-                .iter()
-                .map(|s| (s.config.socket_addr, s.state.inflight.clone()))
-                .collect(),
+            addresses: Arc::clone(addresses),
+            inflight: servers.iter().map(|s| s.state.inflight.clone()).collect(),
         };
-        let balancer = LoadBalancer::from_backends_with_config(
-            Backends::new(Static::new(backends)),
-            Some(config),
-        );
+        let discovery = Box::new(CurrentBackends(Arc::clone(&current)));
+        let balancer =
+            LoadBalancer::from_backends_with_config(Backends::new(discovery), Some(config));
         run_to_completion(balancer.update());
         // Round robin and least_conn offer each server once; a hash ring and random draws
         // revisit servers before they have offered them all.
         let max_iterations = match balance {
-            Balance::RoundRobin | Balance::LeastConn => servers.len(),
-            Balance::IpHash | Balance::Random => servers.len() * 256,
+            Balance::RoundRobin | Balance::LeastConn => members.len(),
+            Balance::IpHash | Balance::Random => members.len() * 256,
         };
         Some(Self {
             balancer,
+            members,
+            current,
             max_iterations,
         })
     }
@@ -95,27 +144,34 @@ pub struct Server {
     pub instance_id: HeaderValue,
     /// Live state: in flight, health, failures.
     pub state: Arc<ServerState>,
-    peer: HttpPeer,
+    peer_options: PeerOptions,
 }
 
 impl Server {
     fn new(config: &UpstreamServer, timeouts: &Timeouts) -> Self {
-        let mut peer = HttpPeer::new(config.socket_addr, false, String::new());
-        peer.options.connection_timeout = Some(timeouts.connect);
-        peer.options.read_timeout = Some(timeouts.read);
-        peer.options.write_timeout = Some(timeouts.write);
+        let mut peer_options = PeerOptions::new();
+        peer_options.connection_timeout = Some(timeouts.connect);
+        peer_options.read_timeout = Some(timeouts.read);
+        peer_options.write_timeout = Some(timeouts.write);
         Self {
             served_by: header_value(&config.addr),
             instance_id: header_value(&config.id),
             state: Arc::new(ServerState::new(config.max_fails, config.fail_timeout)),
             config: config.clone(),
-            peer,
+            peer_options,
         }
     }
 
-    /// The connection settings for a request to this server.
-    pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
+    /// The connection settings for a request to this server at `addr`.
+    pub fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options = self.peer_options.clone();
+        Box::new(peer)
+    }
+
+    /// Whether `addr` names a host to resolve rather than an IP.
+    fn has_host_name(&self) -> bool {
+        self.config.host.parse::<IpAddr>().is_err()
     }
 }
 
@@ -132,26 +188,25 @@ impl Pool {
             .iter()
             .map(|s| Server::new(s, &upstream.timeouts))
             .collect();
-        let by_addr = servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.config.socket_addr, i))
-            .collect();
-        let (backups, primaries): (Vec<&Server>, Vec<&Server>) =
-            servers.iter().partition(|s| s.config.backup);
-        let primary = Group::new(upstream.balance, &primaries)
+        let addresses = Arc::new(ArcSwap::from_pointee(Addresses::new(
+            upstream.servers.iter().map(|s| s.socket_addr).collect(),
+        )));
+        let (backups, primaries): (Vec<usize>, Vec<usize>) =
+            (0..servers.len()).partition(|&i| servers[i].config.backup);
+        let primary = Group::new(upstream.balance, primaries, &servers, &addresses)
             .expect("config validation requires a server that is not a backup");
-        let backup = Group::new(upstream.balance, &backups);
+        let backup = Group::new(upstream.balance, backups, &servers, &addresses);
         Self {
             name: upstream.name.clone(),
             hash_key: upstream.hash_key.clone(),
             health_check: upstream.health_check.clone(),
             retries: upstream.retries,
             when_all_down: upstream.when_all_down,
+            resolve_interval: upstream.resolve_interval,
             primary,
             backup,
             servers,
-            by_addr,
+            addresses,
         }
     }
 
@@ -184,7 +239,8 @@ impl Pool {
     /// `when_all_down: try_all`) any. Returns its index into [`Pool::servers`]. `key`
     /// matters only to `ip_hash`.
     pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
-        let untried = |b: &Backend| self.index_of(b).filter(|i| !tried.contains(i));
+        let addresses = self.addresses.load();
+        let untried = |b: &Backend| addresses.index_of(b).filter(|i| !tried.contains(i));
         let ready =
             |b: &Backend, _: bool| untried(b).is_some_and(|i| self.servers[i].state.ready());
         let any = |b: &Backend, _: bool| untried(b).is_some();
@@ -196,7 +252,91 @@ impl Pool {
             WhenAllDown::TryAll => pick(&any),
             WhenAllDown::Fail => None,
         })?;
-        self.index_of(&backend)
+        addresses.index_of(&backend)
+    }
+
+    /// Where server `index` is now.
+    pub fn address(&self, index: usize) -> SocketAddr {
+        self.addresses.load().of[index]
+    }
+
+    /// How often host names are resolved again; `None` if every server is an IP.
+    pub fn resolve_interval(&self) -> Option<std::time::Duration> {
+        self.servers
+            .iter()
+            .any(Server::has_host_name)
+            .then_some(self.resolve_interval)
+    }
+
+    /// Resolves the servers' host names again and, if any moved, rebuilds the balancers.
+    pub async fn refresh_addresses(&self) {
+        self.refresh_addresses_with(|host, port| async move {
+            tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map(|addrs| addrs.collect())
+        })
+        .await
+    }
+
+    /// [`Pool::refresh_addresses`] with a given name lookup.
+    pub async fn refresh_addresses_with<F, Fut>(&self, lookup: F)
+    where
+        F: Fn(String, u16) -> Fut,
+        Fut: Future<Output = io::Result<Vec<SocketAddr>>>,
+    {
+        let old = self.addresses.load_full();
+        let mut new = old.of.clone();
+        for (i, server) in self.servers.iter().enumerate() {
+            if !server.has_host_name() {
+                continue;
+            }
+            let config = &server.config;
+            let found = match lookup(config.host.clone(), config.port).await {
+                Ok(addrs) => preferred_address(addrs),
+                Err(e) => {
+                    log::warn!(
+                        "upstream {}: cannot resolve {}: {e}; keeping {}",
+                        self.name,
+                        config.addr,
+                        old.of[i]
+                    );
+                    continue;
+                }
+            };
+            match found {
+                Some(addr) if addr != old.of[i] && new.contains(&addr) => log::warn!(
+                    "upstream {}: {} now resolves to {addr}, which another server has; keeping {}",
+                    self.name,
+                    config.addr,
+                    old.of[i]
+                ),
+                Some(addr) if addr != old.of[i] => {
+                    log::info!(
+                        "upstream {}: {} now resolves to {addr} (was {})",
+                        self.name,
+                        config.addr,
+                        old.of[i]
+                    );
+                    new[i] = addr;
+                }
+                _ => {}
+            }
+        }
+        if new == old.of {
+            return;
+        }
+        let addresses = Addresses::new(new);
+        for group in std::iter::once(&self.primary).chain(&self.backup) {
+            group
+                .current
+                .store(Arc::new(addresses.backends(&group.members, &self.servers)));
+        }
+        self.addresses.store(Arc::new(addresses));
+        for group in std::iter::once(&self.primary).chain(&self.backup) {
+            if let Err(e) = group.balancer.update().await {
+                log::warn!("upstream {}: cannot rebuild the balancer: {e}", self.name);
+            }
+        }
     }
 
     /// Counts a request against a server until the guard is dropped.
@@ -217,13 +357,6 @@ impl Pool {
                 server.state.passive.fail_timeout()
             );
         }
-    }
-
-    fn index_of(&self, backend: &Backend) -> Option<usize> {
-        backend
-            .addr
-            .as_inet()
-            .and_then(|addr| self.by_addr.get(addr).copied())
     }
 }
 
@@ -254,10 +387,13 @@ mod tests {
             health_check: None,
             retries: 2,
             when_all_down: WhenAllDown::Fail,
+            resolve_interval: std::time::Duration::from_secs(30),
             servers: weights
                 .iter()
                 .enumerate()
                 .map(|(i, w)| UpstreamServer {
+                    host: "127.0.0.1".into(),
+                    port: 9001 + i as u16,
                     addr: format!("127.0.0.1:{}", 9001 + i),
                     socket_addr: format!("127.0.0.1:{}", 9001 + i).parse().unwrap(),
                     id: (i + 1).to_string(),
@@ -326,6 +462,48 @@ mod tests {
         assert!((2800..=3200).contains(&heavy), "{heavy} of 4000");
     }
 
+    #[tokio::test]
+    async fn moved_host_names_are_followed() {
+        let mut upstream = upstream_with(Balance::RoundRobin, &[1, 1]);
+        upstream.servers[1].host = "app2.internal".into();
+        upstream.servers[1].addr = "app2.internal:9002".into();
+        let pool = Pool::new(&upstream);
+        assert_eq!(
+            pool.resolve_interval(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        let moved: SocketAddr = "127.0.0.1:9102".parse().unwrap();
+        pool.refresh_addresses_with(|host, port| async move {
+            assert_eq!(
+                (host.as_str(), port),
+                ("app2.internal", 9002),
+                "IPs are not looked up"
+            );
+            Ok(vec!["[::1]:9102".parse().unwrap(), moved])
+        })
+        .await;
+        assert_eq!(pool.address(1), moved, "IPv4 preferred");
+        assert_eq!(pool.address(0).to_string(), "127.0.0.1:9001");
+        // The balancer picks the server at its new address.
+        let picks: std::collections::HashSet<usize> =
+            (0..4).map(|_| pool.select(b"", &[]).unwrap()).collect();
+        assert_eq!(picks.len(), 2);
+        assert_eq!(pool.select(b"", &[0]), Some(1));
+
+        // A failed lookup or one landing on another server's address keeps the old one.
+        pool.refresh_addresses_with(|_, _| async { Err(std::io::Error::other("no such host")) })
+            .await;
+        assert_eq!(pool.address(1), moved);
+        pool.refresh_addresses_with(|_, _| async { Ok(vec!["127.0.0.1:9001".parse().unwrap()]) })
+            .await;
+        assert_eq!(pool.address(1), moved);
+    }
+
+    #[test]
+    fn ip_only_pools_need_no_resolution() {
+        assert_eq!(Pool::new(&upstream(&[1])).resolve_interval(), None);
+    }
+
     #[test]
     fn a_single_server_pool_works_in_every_mode() {
         for balance in [
@@ -346,9 +524,11 @@ mod tests {
         let s = &pool.servers()[1];
         assert_eq!(s.served_by, "127.0.0.1:9002");
         assert_eq!(s.instance_id, "2");
+        let peer = s.peer(pool.address(1));
         assert_eq!(
-            s.peer().options.connection_timeout,
+            peer.options.connection_timeout,
             Some(Timeouts::DEFAULT.connect)
         );
+        assert_eq!(peer._address.to_string(), "127.0.0.1:9002");
     }
 }

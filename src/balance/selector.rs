@@ -5,14 +5,15 @@
 
 use super::least_conn::{LeastConn, LeastConnIter};
 use super::smooth::{SmoothIter, SmoothWeighted};
+use super::Addresses;
 use crate::config::Balance;
 use crate::inflight::Inflight;
+use arc_swap::ArcSwap;
 use pingora::lb::selection::consistent::{KetamaHashing, OwnedNodeIterator};
 use pingora::lb::selection::weighted::WeightedIterator;
 use pingora::lb::selection::{algorithms, BackendIter, BackendSelection, Random};
 use pingora::lb::Backend;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What a selector is built from, besides the backend set: kept by the `LoadBalancer` and
@@ -20,8 +21,10 @@ use std::sync::Arc;
 pub struct SelectorConfig {
     /// The algorithm.
     pub balance: Balance,
-    /// Servers in file order, with their in-flight counters.
-    pub servers: Vec<(SocketAddr, Inflight)>,
+    /// Where each server is now, to map backends to servers.
+    pub addresses: Arc<ArcSwap<Addresses>>,
+    /// Every server's in-flight counter, by server index.
+    pub inflight: Vec<Inflight>,
 }
 
 /// One upstream's selection algorithm over its current backends.
@@ -53,14 +56,10 @@ impl BackendSelection for Selector {
     type Config = SelectorConfig;
 
     fn build_with_config(backends: &BTreeSet<Backend>, config: &SelectorConfig) -> Self {
-        let position = |b: &Backend| {
-            b.addr
-                .as_inet()
-                .and_then(|a| config.servers.iter().position(|(addr, _)| addr == a))
-        };
+        let addresses = config.addresses.load();
         let mut ordered: Vec<(usize, Backend)> = backends
             .iter()
-            .filter_map(|b| Some((position(b)?, b.clone())))
+            .filter_map(|b| Some((addresses.index_of(b)?, b.clone())))
             .collect();
         ordered.sort_by_key(|(i, _)| *i);
         match config.balance {
@@ -70,7 +69,7 @@ impl BackendSelection for Selector {
             Balance::LeastConn => {
                 let (counters, backends) = ordered
                     .into_iter()
-                    .map(|(i, b)| (config.servers[i].1.clone(), b))
+                    .map(|(i, b)| (config.inflight[i].clone(), b))
                     .unzip();
                 Self::LeastConn(Arc::new(LeastConn::new(backends, counters)))
             }

@@ -49,6 +49,7 @@ pub struct FileUpstream {
     pub retries: Option<u32>,
     #[serde(default)]
     pub when_all_down: WhenAllDown,
+    pub resolve_interval: Option<DurationValue>,
     pub servers: Vec<FileServerEntry>,
     pub connect_timeout: Option<DurationValue>,
     pub read_timeout: Option<DurationValue>,

@@ -144,6 +144,8 @@ pub struct Upstream {
     pub retries: u32,
     /// What happens when no server is ready.
     pub when_all_down: WhenAllDown,
+    /// How often server host names are resolved again.
+    pub resolve_interval: Duration,
     /// Servers in file order.
     pub servers: Vec<UpstreamServer>,
     /// Connect, read and write timeouts toward the servers.
@@ -176,6 +178,10 @@ impl Timeouts {
 pub struct UpstreamServer {
     /// The address as configured (`app1:8000`): sent as `X-Served-By`.
     pub addr: String,
+    /// The host part of `addr`: an IP or a name that is re-resolved while running.
+    pub host: String,
+    /// The port part of `addr`.
+    pub port: u16,
     /// The address it resolved to when the config was loaded.
     pub socket_addr: SocketAddr,
     /// Sent as `X-Instance-ID`.
@@ -206,6 +212,17 @@ impl Config {
     pub fn route_upstream(&self, route: &Route) -> &Upstream {
         &self.upstreams[route.upstream]
     }
+}
+
+/// The address used for a name with several: the first IPv4 one, as most container and EC2
+/// networks are IPv4, else the first.
+pub fn preferred_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
 }
 
 /// Reads, parses and validates a config file; resolves server host names.

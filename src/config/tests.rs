@@ -421,6 +421,7 @@ upstreams:
       rise: 1
     retries: 1
     when_all_down: try_all
+    resolve_interval: 10s
     servers:
       - { addr: 127.0.0.1:8001, max_fails: 3, fail_timeout: 30s }
       - { addr: 127.0.0.1:8002, backup: true }
@@ -443,6 +444,7 @@ routes: [ { path: /, upstream: app } ]
     );
     assert_eq!((check.fall, check.rise), (4, 1));
     assert_eq!((app.retries, app.when_all_down), (1, WhenAllDown::TryAll));
+    assert_eq!(app.resolve_interval, Duration::from_secs(10));
     assert_eq!(
         (app.servers[0].max_fails, app.servers[0].fail_timeout),
         (3, Duration::from_secs(30))
@@ -468,6 +470,7 @@ fn health_and_failover_defaults() {
         (Duration::from_secs(5), Duration::from_secs(1), 3, 2)
     );
     assert_eq!((app.retries, app.when_all_down), (2, WhenAllDown::Fail));
+    assert_eq!(app.resolve_interval, Duration::from_secs(30));
     assert_eq!(
         (app.servers[0].max_fails, app.servers[0].fail_timeout),
         (1, Duration::from_secs(10))

@@ -18,6 +18,7 @@ const MAX_THREADS: usize = 1024;
 const DEFAULT_MAX_FAILS: u32 = 1;
 const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
@@ -179,6 +180,8 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
             ));
         }
         servers.push(UpstreamServer {
+            host: entry.addr.host,
+            port: entry.addr.port,
             addr: entry.addr.text,
             socket_addr,
             id,
@@ -206,6 +209,11 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
         health_check,
         retries: file.retries.unwrap_or(DEFAULT_RETRIES),
         when_all_down: file.when_all_down,
+        resolve_interval: positive(
+            &format!("{key}.resolve_interval"),
+            file.resolve_interval,
+            DEFAULT_RESOLVE_INTERVAL,
+        )?,
         servers,
         timeouts,
     })
@@ -359,18 +367,10 @@ fn positive(
     }
 }
 
-/// Resolves a host name, preferring IPv4 as most container and EC2 networks are IPv4.
+/// Resolves a host name.
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| "the name has no addresses".to_string())
+    let addrs = (host, port).to_socket_addrs().map_err(|e| e.to_string())?;
+    super::preferred_address(addrs).ok_or_else(|| "the name has no addresses".to_string())
 }
 
 fn first_duplicate<T: Eq + std::hash::Hash + Copy>(items: &[T]) -> Option<T> {

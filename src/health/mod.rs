@@ -60,14 +60,9 @@ async fn check_server(snapshot: Arc<Snapshot>, pool_index: usize, server: usize)
     let Some(check) = pool.health_check() else {
         return;
     };
+    let address = pool.address(server);
     let server = &pool.servers()[server];
-    let result = probe::run(
-        &check.probe,
-        server.config.socket_addr,
-        &server.config.addr,
-        check.timeout,
-    )
-    .await;
+    let result = probe::run(&check.probe, address, &server.config.addr, check.timeout).await;
     match server
         .state
         .health

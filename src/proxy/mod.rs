@@ -125,7 +125,7 @@ impl ProxyHttp for EdgeProxy {
             let status = if ctx.tried.is_empty() { 503 } else { 502 };
             return Error::e_explain(ErrorType::HTTPStatus(status), "no server left to try");
         };
-        let peer = pool.servers()[index].peer();
+        let peer = pool.servers()[index].peer(pool.address(index));
         // Replacing the guard releases the count of a server a retry moves away from.
         ctx._server_inflight = Some(pool.enter(index));
         ctx.tried.push(index);
