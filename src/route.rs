@@ -74,6 +74,9 @@ mod tests {
             path: path.to_string(),
             host: host.map(str::to_string),
             upstream: 0,
+            sse: false,
+            stream_idle_timeout: std::time::Duration::from_secs(3600),
+            compress: false,
         }
     }
 

@@ -91,6 +91,11 @@ pub struct FileRoute {
     pub path: String,
     pub host: Option<String>,
     pub upstream: String,
+    #[serde(default)]
+    pub sse: bool,
+    pub stream_idle_timeout: Option<DurationValue>,
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// A map that rejects a key given twice; serde_yaml would silently keep the last one, and a

@@ -205,6 +205,12 @@ pub struct Route {
     pub host: Option<String>,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Long-lived event streams: the upstream read timeout becomes `stream_idle_timeout`.
+    pub sse: bool,
+    /// With `sse`, how long a stream may stay silent.
+    pub stream_idle_timeout: Duration,
+    /// Compress text responses for clients that accept it.
+    pub compress: bool,
 }
 
 impl Config {

@@ -543,3 +543,32 @@ fn health_and_failover_mistakes_are_reported() {
         "{ addr: 127.0.0.1:1, max_fails: 0, fail_timeout: 0s }",
     ));
 }
+
+#[test]
+fn streaming_route_keys_are_read_and_checked() {
+    let with_routes = |routes: &str| {
+        format!("upstreams: {{ app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ] }} }}\nroutes: [ {routes} ]")
+    };
+    let config = parse_ok(&with_routes(
+        "{ path: /events, upstream: app, sse: true, stream_idle_timeout: 10m }, { path: /, upstream: app, compress: true }",
+    ));
+    let (events, rest) = (&config.routes[0], &config.routes[1]);
+    assert!(events.sse && !events.compress);
+    assert_eq!(events.stream_idle_timeout, Duration::from_secs(600));
+    assert!(rest.compress && !rest.sse);
+    assert_eq!(
+        rest.stream_idle_timeout,
+        Duration::from_secs(3600),
+        "default 1h"
+    );
+    assert_err(
+        &with_routes("{ path: /, upstream: app, stream_idle_timeout: 1h }"),
+        "routes[0].stream_idle_timeout",
+        "only applies to `sse: true`",
+    );
+    assert_err(
+        &with_routes("{ path: /, upstream: app, sse: yes please }"),
+        "routes[0]",
+        "invalid type",
+    );
+}

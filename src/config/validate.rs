@@ -19,6 +19,7 @@ const DEFAULT_MAX_FAILS: u32 = 1;
 const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
@@ -332,10 +333,23 @@ fn routes(file: Vec<FileRoute>, upstreams: &[Upstream]) -> Result<Vec<Route>, Co
                     ),
                 ));
             }
+            if route.stream_idle_timeout.is_some() && !route.sse {
+                return Err(ConfigError::at_key(
+                    format!("{key}.stream_idle_timeout"),
+                    "only applies to `sse: true` routes",
+                ));
+            }
             Ok(Route {
                 path: route.path,
                 host,
                 upstream,
+                sse: route.sse,
+                stream_idle_timeout: positive(
+                    &format!("{key}.stream_idle_timeout"),
+                    route.stream_idle_timeout,
+                    DEFAULT_STREAM_IDLE_TIMEOUT,
+                )?,
+                compress: route.compress,
             })
         })
         .collect()

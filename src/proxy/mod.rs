@@ -1,10 +1,12 @@
 //! The HTTP proxy: Pingora's request phases, each doing one job.
 
+mod content;
 mod forwarded;
 mod respond;
 
 use crate::access_log::AccessRecord;
 use crate::balance::{request_key, Pool, Server};
+use crate::config::Route;
 use crate::inflight::{Inflight, InflightGuard};
 use crate::snapshot::Snapshot;
 use async_trait::async_trait;
@@ -46,9 +48,12 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    fn route(&self) -> Option<&Route> {
+        Some(&self.snapshot.config.routes[self.route?])
+    }
+
     fn pool(&self) -> Option<&Pool> {
-        let route = &self.snapshot.config.routes[self.route?];
-        Some(&self.snapshot.pools[route.upstream])
+        Some(&self.snapshot.pools[self.route()?.upstream])
     }
 
     fn server(&self) -> Option<&Server> {
@@ -86,19 +91,32 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    /// Routing happens before Pingora's modules run, so that a route's settings (compression)
+    /// apply from the module's first look at the request.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let req = session.req_header();
-        let path = req.uri.path();
-        if path == ctx.snapshot.config.server.health_path {
-            respond::text(session, 200, "ok\n".into()).await?;
-            return Ok(true);
-        }
         let host = req
             .headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri.host());
-        ctx.route = ctx.snapshot.router.find(host, path);
+        ctx.route = ctx.snapshot.router.find(host, req.uri.path());
+        if ctx.route().is_some_and(|r| r.compress) {
+            content::set_compression(session, content::COMPRESSION_LEVEL);
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if session.req_header().uri.path() == ctx.snapshot.config.server.health_path {
+            ctx.route = None;
+            respond::text(session, 200, "ok\n".into()).await?;
+            return Ok(true);
+        }
         if ctx.route.is_none() {
             respond::text(
                 session,
@@ -125,7 +143,11 @@ impl ProxyHttp for EdgeProxy {
             let status = if ctx.tried.is_empty() { 503 } else { 502 };
             return Error::e_explain(ErrorType::HTTPStatus(status), "no server left to try");
         };
-        let peer = pool.servers()[index].peer(pool.address(index));
+        let mut peer = pool.servers()[index].peer(pool.address(index));
+        if let Some(route) = ctx.route().filter(|r| r.sse) {
+            // An event stream may be quiet for long; read_timeout is for ordinary answers.
+            peer.options.read_timeout = Some(route.stream_idle_timeout);
+        }
         // Replacing the guard releases the count of a server a retry moves away from.
         ctx._server_inflight = Some(pool.enter(index));
         ctx.tried.push(index);
@@ -205,6 +227,25 @@ impl ProxyHttp for EdgeProxy {
         if let Some(server) = ctx.server() {
             upstream_response.insert_header("x-served-by", server.served_by.clone())?;
             upstream_response.insert_header("x-instance-id", server.instance_id.clone())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route() else {
+            return Ok(());
+        };
+        if route.sse || content::is_event_stream(upstream_response) {
+            // Tells any buffering proxy in front of this one to pass events through, too.
+            upstream_response.insert_header("x-accel-buffering", "no")?;
+            content::set_compression(session, 0);
+        } else if route.compress && !content::is_compressible(upstream_response) {
+            content::set_compression(session, 0);
         }
         Ok(())
     }

@@ -99,6 +99,7 @@ pub struct Backend {
     /// Its instance id.
     pub id: String,
     child: ChildGuard,
+    log: tempfile::NamedTempFile,
 }
 
 impl Backend {
@@ -114,11 +115,12 @@ impl Backend {
 
     /// Starts `edgeproxy-demo` on a given port, e.g. to bring a killed backend back.
     pub fn start_on(port: u16, id: &str, args: &[&str]) -> Backend {
+        let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy-demo"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--id", id])
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("log file"))
             .spawn()
             .expect("edgeproxy-demo starts");
         let mut child = ChildGuard(child);
@@ -127,7 +129,13 @@ impl Backend {
             port,
             id: id.to_string(),
             child,
+            log,
         }
+    }
+
+    /// Everything the backend wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// `127.0.0.1:PORT`.
@@ -189,6 +197,18 @@ impl Proxy {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The proxy's peak resident memory so far, in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.pid()))
+            .expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+            * 1024
     }
 
     /// Everything the proxy wrote to stderr so far.

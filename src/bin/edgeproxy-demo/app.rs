@@ -14,6 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bodies above this are refused with 413.
 const MAX_BODY: usize = 1 << 20;
+/// What `/bytes` streams, one slice after another, without allocating per request.
+static FILLER: [u8; 64 * 1024] = [b'.'; 64 * 1024];
+/// The largest `/bytes` download.
+const MAX_DOWNLOAD: u64 = 16 << 30;
 /// The longest `/slow` delay honoured.
 const MAX_SLOW: Duration = Duration::from_secs(300);
 
@@ -93,6 +97,22 @@ impl DemoApp {
                 self.json(http, 200, &body).await
             }
             (&Method::POST, "/models") => self.create_model(http).await,
+            (&Method::GET, "/bytes") => {
+                let n = query.get("n").and_then(|v| v.parse().ok()).unwrap_or(1024);
+                self.download(http, n.min(MAX_DOWNLOAD)).await
+            }
+            (&Method::POST | &Method::PUT, "/upload") => {
+                let mut received = 0u64;
+                while let Some(chunk) = http.read_request_body().await? {
+                    received += chunk.len() as u64;
+                }
+                self.json(
+                    http,
+                    200,
+                    &json!({ "instance": self.id, "bytes": received }),
+                )
+                .await
+            }
             (&Method::GET, "/events") => {
                 let interval = query
                     .get("interval_ms")
@@ -140,6 +160,22 @@ impl DemoApp {
             }
             Err(detail) => self.json(http, 422, &json!({ "detail": detail })).await,
         }
+    }
+
+    /// `n` bytes, written as they go so that nothing is held in memory.
+    async fn download(&self, http: &mut ServerSession, n: u64) -> pingora::Result<()> {
+        let mut resp = self.header(200)?;
+        resp.insert_header("content-type", "application/octet-stream")?;
+        resp.insert_header("content-length", n)?;
+        http.write_response_header(Box::new(resp)).await?;
+        let mut left = n;
+        while left > 0 {
+            let len = left.min(FILLER.len() as u64) as usize;
+            left -= len as u64;
+            http.write_response_body(Bytes::from_static(&FILLER[..len]), left == 0)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Server-Sent Events: one event per interval, `count` of them or until the client leaves.

@@ -1,0 +1,265 @@
+//! Streaming through the proxy: Server-Sent Events, WebSocket, large bodies, compression.
+
+mod common;
+
+use common::{client, free_port, header, metric, Backend, Proxy};
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_tungstenite::tungstenite::Message;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `app` over one backend with a 1 s read_timeout; `/events` is an SSE route, `/plain/` is
+/// not, `/` compresses.
+fn config(backend: &Backend, metrics_port: u16) -> String {
+    format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    servers: [ {{ addr: \"{}\" }} ]
+    read_timeout: 1s
+routes:
+  - {{ path: /events, upstream: app, sse: true }}
+  - {{ path: /plain/, upstream: app }}
+  - {{ path: /, upstream: app, compress: true }}
+",
+        backend.addr()
+    )
+}
+
+/// Reads an event stream; returns, per event, its `sent_ms` and the arrival time.
+async fn read_events(resp: reqwest::Response) -> (Vec<(u64, u64)>, Option<reqwest::Error>) {
+    let mut resp = resp;
+    let mut events = Vec::new();
+    let mut pending = String::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let arrived = now_ms();
+                pending.push_str(std::str::from_utf8(&chunk).unwrap());
+                while let Some(end) = pending.find("\n\n") {
+                    let event: String = pending.drain(..end + 2).collect();
+                    let data = event
+                        .lines()
+                        .find_map(|l| l.strip_prefix("data: "))
+                        .unwrap();
+                    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+                    events.push((data["sent_ms"].as_u64().unwrap(), arrived));
+                }
+            }
+            Ok(None) => return (events, None),
+            Err(e) => return (events, Some(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_events_arrive_as_they_are_emitted() {
+    let backend = Backend::start("1");
+    let proxy = Proxy::start(&config(&backend, free_port()));
+    let resp = client()
+        .get(proxy.url("/events?interval_ms=400&count=8"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-accel-buffering"), "no");
+    assert_eq!(
+        header(&resp, "content-encoding"),
+        "",
+        "event streams are never compressed"
+    );
+    let (events, error) = read_events(resp).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(events.len(), 8);
+    for (sent, arrived) in events {
+        assert!(
+            arrived.saturating_sub(sent) <= 50,
+            "an event took {} ms",
+            arrived - sent
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idle_event_stream_outlives_read_timeout_only_on_an_sse_route() {
+    let backend = Backend::start("1");
+    let proxy = Proxy::start(&config(&backend, free_port()));
+    let resp = client()
+        .get(proxy.url("/events?interval_ms=1500&count=3"))
+        .send()
+        .await
+        .unwrap();
+    let (events, error) = read_events(resp).await;
+    assert!(
+        error.is_none() && events.len() == 3,
+        "{} events, {error:?}",
+        events.len()
+    );
+
+    // Silent for 1.5 s with a 1 s read_timeout: an ordinary route cuts the stream.
+    let backend_b = Backend::start("2");
+    let proxy_b = Proxy::start(&config(&backend_b, free_port()).replace("sse: true", "sse: false"));
+    let resp = client()
+        .get(proxy_b.url("/events?interval_ms=1500&count=3"))
+        .send()
+        .await
+        .unwrap();
+    let (events, _) = read_events(resp).await;
+    assert!(
+        events.len() < 3,
+        "the stream was not cut: {} events",
+        events.len()
+    );
+}
+
+#[tokio::test]
+async fn a_client_leaving_closes_the_backend_stream_and_releases_the_server() {
+    let backend = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&config(&backend, metrics_port));
+    let gauge = format!(
+        "edgeproxy_backend_inflight{{backend=\"{}\",upstream=\"app\"}}",
+        backend.addr()
+    );
+    let mut resp = client()
+        .get(proxy.url("/events?interval_ms=200"))
+        .send()
+        .await
+        .unwrap();
+    resp.chunk().await.unwrap().unwrap();
+    assert_eq!(
+        metric(metrics_port, &gauge).await,
+        Some(1.0),
+        "a stream is in flight for its life"
+    );
+    drop(resp);
+    let left = Instant::now();
+    loop {
+        if backend.log().contains("event stream closed by the client") {
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(2),
+            "backend never saw the client go"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(metrics_port, &gauge).await, Some(0.0));
+}
+
+#[tokio::test]
+async fn compress_routes_compress_text_only() {
+    let backend = Backend::start("1");
+    let proxy = Proxy::start(&config(&backend, free_port()));
+    let get = |path: &str| {
+        client()
+            .get(proxy.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+    let resp = get("/echo").await.unwrap();
+    assert_eq!(header(&resp, "content-encoding"), "gzip");
+    let resp = get("/bytes?n=4096").await.unwrap();
+    assert_eq!(
+        header(&resp, "content-encoding"),
+        "",
+        "octet-stream is not compressed"
+    );
+    let resp = get("/plain/x").await.unwrap();
+    assert_eq!(
+        header(&resp, "content-encoding"),
+        "",
+        "compress is per route"
+    );
+}
+
+#[tokio::test]
+async fn websocket_passes_through_both_ways() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ws_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_text() || msg.is_binary() {
+                            ws.send(msg).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+    });
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  ws: {{ servers: [ {{ addr: \"127.0.0.1:{ws_port}\" }} ] }}\nroutes:\n  - {{ path: /, upstream: ws }}\n"
+    ));
+    let (mut ws, resp) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/chat", proxy.port))
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "through", "edgeproxy"] {
+        ws.send(Message::text(text)).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+    }
+    let blob: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    ws.send(Message::binary(blob.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(blob));
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_in_flat_memory() {
+    const SIZE: u64 = 256 << 20;
+    const RSS_LIMIT: u64 = 64 << 20;
+    let backend = Backend::start("1");
+    let proxy = Proxy::start(&config(&backend, free_port()));
+
+    let mut resp = client()
+        .get(proxy.url(&format!("/bytes?n={SIZE}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut received = 0u64;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, SIZE);
+
+    let chunk = bytes::Bytes::from(vec![b'u'; 64 * 1024]);
+    let chunks = (SIZE / chunk.len() as u64) as usize;
+    let body = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let resp = client()
+        .post(proxy.url("/upload"))
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    let reply: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(reply["bytes"].as_u64(), Some(SIZE));
+
+    let peak = proxy.peak_rss();
+    assert!(
+        peak < RSS_LIMIT,
+        "proxy peak RSS {} MiB for {} MiB bodies",
+        peak >> 20,
+        SIZE >> 20
+    );
+}
