@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod balance;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod health;

@@ -77,6 +77,7 @@ mod tests {
             sse: false,
             stream_idle_timeout: std::time::Duration::from_secs(3600),
             compress: false,
+            cache: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The YAML file as written: every section rejects unknown keys, every value checks itself
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
-use super::values::{DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight};
+use super::values::{ByteSize, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight};
 use super::{Balance, CheckKind, WhenAllDown};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub server: FileServer,
     pub metrics: Option<FileMetrics>,
+    pub cache: Option<FileCache>,
     #[serde(deserialize_with = "unique_keys")]
     pub upstreams: BTreeMap<String, FileUpstream>,
     pub routes: Vec<FileRoute>,
@@ -36,6 +37,13 @@ pub struct FileServer {
 #[serde(deny_unknown_fields)]
 pub struct FileMetrics {
     pub listen: ListenAddr,
+}
+
+/// `cache:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCache {
+    pub max_size: Option<ByteSize>,
 }
 
 /// `upstreams.NAME:`
@@ -96,6 +104,7 @@ pub struct FileRoute {
     pub stream_idle_timeout: Option<DurationValue>,
     #[serde(default)]
     pub compress: bool,
+    pub cache: Option<DurationValue>,
 }
 
 /// A map that rejects a key given twice; serde_yaml would silently keep the last one, and a

@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// The Prometheus listener, if enabled.
     pub metrics: Option<MetricsSettings>,
+    /// The response cache.
+    pub cache: CacheSettings,
     /// Upstreams, ordered by name.
     pub upstreams: Vec<Upstream>,
     /// Routes in file order; [`crate::route::Router`] decides precedence.
@@ -39,6 +41,13 @@ pub struct ServerSettings {
     pub health_path: String,
     /// How long SIGTERM waits for in-flight requests.
     pub grace_period: Duration,
+}
+
+/// `cache:` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Memory bound of the whole cache, in bytes.
+    pub max_size: u64,
 }
 
 /// `metrics:` settings.
@@ -211,6 +220,8 @@ pub struct Route {
     pub stream_idle_timeout: Duration,
     /// Compress text responses for clients that accept it.
     pub compress: bool,
+    /// Cache GET/HEAD 200 responses this long.
+    pub cache: Option<Duration>,
 }
 
 impl Config {

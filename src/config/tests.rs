@@ -139,9 +139,9 @@ fn unknown_keys_are_rejected_at_every_level() {
         "unknown field `wieght`",
     );
     assert_err(
-        "upstreams: { app: { servers: [ { addr: 127.0.0.1:1 } ] } }\nroutes: [ { path: /, upstream: app, cache: 1h } ]",
+        "upstreams: { app: { servers: [ { addr: 127.0.0.1:1 } ] } }\nroutes: [ { path: /, upstream: app, cahce: 1h } ]",
         "routes[0]",
-        "unknown field `cache`",
+        "unknown field `cahce`",
     );
 }
 
@@ -570,5 +570,41 @@ fn streaming_route_keys_are_read_and_checked() {
         &with_routes("{ path: /, upstream: app, sse: yes please }"),
         "routes[0]",
         "invalid type",
+    );
+}
+
+#[test]
+fn cache_keys_are_read_and_checked() {
+    let with = |top: &str, route: &str| {
+        format!("{top}upstreams: {{ app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ] }} }}\nroutes: [ {{ path: /, upstream: app{route} }} ]")
+    };
+    let config = parse_ok(&with("cache: { max_size: 128MiB }\n", ", cache: 1h"));
+    assert_eq!(config.cache.max_size, 128 << 20);
+    assert_eq!(config.routes[0].cache, Some(Duration::from_secs(3600)));
+    let config = parse_ok(&with("", ""));
+    assert_eq!(
+        (config.cache.max_size, config.routes[0].cache),
+        (64 << 20, None)
+    );
+    assert_err(
+        &with("cache: { max_size: 64 }\n", ""),
+        "cache",
+        "missing unit",
+    );
+    assert_err(
+        &with("cache: { max_size: 10KiB }\n", ""),
+        "cache.max_size",
+        "at least 1MiB",
+    );
+    assert_err(
+        &with("cache: { size: 1GiB }\n", ""),
+        "cache",
+        "unknown field `size`",
+    );
+    assert_err(&with("", ", cache: 0s"), "routes[0].cache", "positive");
+    assert_err(
+        &with("", ", cache: 1h, sse: true"),
+        "routes[0].cache",
+        "cannot be cached",
     );
 }

@@ -3,8 +3,8 @@
 
 use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileUpstream};
 use super::{
-    Balance, CheckKind, Config, ConfigError, HealthCheck, MetricsSettings, Probe, Route,
-    ServerSettings, Timeouts, Upstream, UpstreamServer,
+    Balance, CacheSettings, CheckKind, Config, ConfigError, HealthCheck, MetricsSettings, Probe,
+    Route, ServerSettings, Timeouts, Upstream, UpstreamServer,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,6 +20,7 @@ const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
@@ -50,9 +51,22 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let routes = routes(file.routes, &upstreams)?;
+    let cache = CacheSettings {
+        max_size: file
+            .cache
+            .and_then(|c| c.max_size)
+            .map_or(DEFAULT_CACHE_SIZE, |s| s.0),
+    };
+    if cache.max_size < 1 << 20 {
+        return Err(ConfigError::at_key(
+            "cache.max_size",
+            "must be at least 1MiB",
+        ));
+    }
     Ok(Config {
         server,
         metrics,
+        cache,
         upstreams,
         routes,
     })
@@ -333,6 +347,12 @@ fn routes(file: Vec<FileRoute>, upstreams: &[Upstream]) -> Result<Vec<Route>, Co
                     ),
                 ));
             }
+            if route.sse && route.cache.is_some() {
+                return Err(ConfigError::at_key(
+                    format!("{key}.cache"),
+                    "an event stream cannot be cached; remove cache or sse",
+                ));
+            }
             if route.stream_idle_timeout.is_some() && !route.sse {
                 return Err(ConfigError::at_key(
                     format!("{key}.stream_idle_timeout"),
@@ -350,6 +370,10 @@ fn routes(file: Vec<FileRoute>, upstreams: &[Upstream]) -> Result<Vec<Route>, Co
                     DEFAULT_STREAM_IDLE_TIMEOUT,
                 )?,
                 compress: route.compress,
+                cache: route
+                    .cache
+                    .map(|ttl| positive(&format!("{key}.cache"), Some(ttl), ttl.0))
+                    .transpose()?,
             })
         })
         .collect()

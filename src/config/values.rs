@@ -56,6 +56,50 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// A size in bytes written with a unit: `512KiB`, `64MiB`, `1GiB` (also `B`, `KB`, `MB`, `GB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses a number followed by B, KiB, MiB, GiB, KB, MB or GB.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let hint = "write a whole number followed by B, KiB, MiB or GiB, e.g. 64MiB";
+        let scale: u64 = match unit.trim() {
+            "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "" => return Err(format!("invalid size `{text}`: missing unit; {hint}")),
+            other => {
+                return Err(format!(
+                    "invalid size `{text}`: unknown unit `{other}`; {hint}"
+                ))
+            }
+        };
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .map(Self)
+            .ok_or_else(|| format!("invalid size `{text}`; {hint}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = scalar_string(deserializer, "a size such as 64MiB")?;
+        Self::parse(&text).map_err(de::Error::custom)
+    }
+}
+
 /// A listening address: an IP and a port, e.g. `0.0.0.0:8080` or `[::]:8080`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddr(pub SocketAddr);
@@ -262,6 +306,24 @@ mod tests {
         ] {
             let err = DurationValue::parse(input).unwrap_err();
             assert!(err.contains(expected), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("64MiB").unwrap().0, 64 << 20);
+        assert_eq!(ByteSize::parse("1GiB").unwrap().0, 1 << 30);
+        assert_eq!(ByteSize::parse("512 KiB").unwrap().0, 512 << 10);
+        assert_eq!(ByteSize::parse("10MB").unwrap().0, 10_000_000);
+        assert_eq!(ByteSize::parse("100B").unwrap().0, 100);
+        for (bad, why) in [
+            ("64", "missing unit"),
+            ("64mb", "unknown unit"),
+            ("MiB", "invalid size"),
+            ("99999999999GiB", "invalid size"),
+        ] {
+            let err = ByteSize::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
         }
     }
 

@@ -6,11 +6,13 @@ mod respond;
 
 use crate::access_log::AccessRecord;
 use crate::balance::{request_key, Pool, Server};
+use crate::cache::{self, ResponseCache};
 use crate::config::Route;
 use crate::inflight::{Inflight, InflightGuard};
 use crate::snapshot::Snapshot;
 use async_trait::async_trait;
 use http::header::HOST;
+use pingora::cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -23,12 +25,18 @@ use std::time::{Duration, Instant};
 pub struct EdgeProxy {
     snapshot: Arc<Snapshot>,
     inflight: Inflight,
+    cache: ResponseCache,
 }
 
 impl EdgeProxy {
     /// A proxy serving `snapshot`, counting its requests in `inflight`.
     pub fn new(snapshot: Arc<Snapshot>, inflight: Inflight) -> Self {
-        Self { snapshot, inflight }
+        let cache = ResponseCache::new(snapshot.config.cache.max_size);
+        Self {
+            snapshot,
+            inflight,
+            cache,
+        }
     }
 }
 
@@ -127,6 +135,29 @@ impl ProxyHttp for EdgeProxy {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.route().is_some_and(|r| r.cache.is_some()) {
+            self.cache.enable(session);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut RequestCtx) -> Result<CacheKey> {
+        Ok(cache::key(session.req_header()))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(match ctx.route().and_then(|r| r.cache) {
+            Some(ttl) => cache::cacheability(session.req_header(), resp, ttl),
+            None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+        })
     }
 
     async fn upstream_peer(
@@ -240,6 +271,14 @@ impl ProxyHttp for EdgeProxy {
         let Some(route) = ctx.route() else {
             return Ok(());
         };
+        if route.cache.is_some() {
+            let status = match session.cache.phase() {
+                CachePhase::Hit => "HIT",
+                CachePhase::Stale | CachePhase::StaleUpdating => "STALE",
+                _ => "MISS",
+            };
+            upstream_response.insert_header("x-cache", status)?;
+        }
         if route.sse || content::is_event_stream(upstream_response) {
             // Tells any buffering proxy in front of this one to pass events through, too.
             upstream_response.insert_header("x-accel-buffering", "no")?;

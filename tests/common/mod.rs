@@ -245,6 +245,16 @@ pub struct RawBackend {
 impl RawBackend {
     /// Starts it; `answer: false` drops every request.
     pub fn start(answer: bool) -> RawBackend {
+        Self::start_with(answer, "", Duration::ZERO)
+    }
+
+    /// Answers every request after `delay` with `200 ok` plus `headers` (CRLF-terminated
+    /// lines).
+    pub fn answering(headers: &'static str, delay: Duration) -> RawBackend {
+        Self::start_with(true, headers, delay)
+    }
+
+    fn start_with(answer: bool, headers: &'static str, delay: Duration) -> RawBackend {
         use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -268,8 +278,11 @@ impl RawBackend {
                             if !answer {
                                 return;
                             }
-                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if stream.write_all(reply).is_err() {
+                            std::thread::sleep(delay);
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/css\r\ncontent-length: 2\r\n{headers}\r\nok"
+                            );
+                            if stream.write_all(reply.as_bytes()).is_err() {
                                 return;
                             }
                         }

@@ -1,0 +1,120 @@
+//! The response cache of `cache:` routes.
+
+mod common;
+
+use common::{client, header, Proxy, RawBackend};
+use std::time::Duration;
+
+fn proxy(backend: &RawBackend, ttl: &str) -> Proxy {
+    Proxy::start(&format!(
+        "cache: {{ max_size: 8MiB }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"127.0.0.1:{}\" }} ] }}
+routes:
+  - {{ path: /static/, upstream: app, cache: {ttl} }}
+  - {{ path: /, upstream: app }}
+",
+        backend.port
+    ))
+}
+
+async fn get(proxy: &Proxy, path: &str) -> (u16, String, String) {
+    let resp = client().get(proxy.url(path)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let x_cache = header(&resp, "x-cache");
+    (status, x_cache, resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_cached_route_asks_the_backend_once_then_hits() {
+    let backend = RawBackend::answering("", Duration::ZERO);
+    let proxy = proxy(&backend, "1h");
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (status, x_cache, body) = get(&proxy, "/static/app.css").await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        seen.push(x_cache);
+    }
+    assert_eq!(seen, ["MISS", "HIT", "HIT", "HIT", "HIT"]);
+    assert_eq!(backend.requests(), 1);
+
+    // Another query string is another object; other routes are not cached at all.
+    assert_eq!(get(&proxy, "/static/app.css?v=2").await.1, "MISS");
+    assert_eq!(get(&proxy, "/index.html").await.1, "");
+    assert_eq!(get(&proxy, "/index.html").await.1, "");
+    assert_eq!(backend.requests(), 4);
+}
+
+#[tokio::test]
+async fn entries_expire_after_the_ttl() {
+    let backend = RawBackend::answering("", Duration::ZERO);
+    let proxy = proxy(&backend, "1s");
+    assert_eq!(get(&proxy, "/static/a.js").await.1, "MISS");
+    assert_eq!(get(&proxy, "/static/a.js").await.1, "HIT");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(get(&proxy, "/static/a.js").await.1, "MISS");
+    assert_eq!(backend.requests(), 2);
+}
+
+#[tokio::test]
+async fn no_store_and_private_responses_are_not_cached() {
+    for control in [
+        "cache-control: no-store\r\n",
+        "cache-control: private\r\n",
+        "set-cookie: id=7\r\n",
+    ] {
+        let backend = RawBackend::answering(control, Duration::ZERO);
+        let proxy = proxy(&backend, "1h");
+        for _ in 0..3 {
+            assert_eq!(get(&proxy, "/static/me.json").await.1, "MISS", "{control}");
+        }
+        assert_eq!(backend.requests(), 3, "{control}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_make_one_backend_request() {
+    let backend = RawBackend::answering("", Duration::from_millis(300));
+    let proxy = proxy(&backend, "1h");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let url = proxy.url("/static/big.css");
+            tokio::spawn(async move {
+                let resp = client().get(url).send().await.unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (200, "ok".to_string()));
+    }
+    assert_eq!(backend.requests(), 1, "misses were not coalesced");
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_max_size() {
+    let backend = common::Backend::start("1");
+    let proxy = Proxy::start(&format!(
+        "cache: {{ max_size: 1MiB }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"{}\" }} ] }}
+routes:
+  - {{ path: /bytes, upstream: app, cache: 1h }}
+",
+        backend.addr()
+    ));
+    // 30 objects of 100 KiB into 1 MiB: the first ones must make room for the last ones.
+    for i in 0..30 {
+        let (status, x_cache, body) = get(&proxy, &format!("/bytes?n=102400&i={i}")).await;
+        assert_eq!(
+            (status, x_cache.as_str(), body.len()),
+            (200, "MISS", 102400)
+        );
+    }
+    assert_eq!(get(&proxy, "/bytes?n=102400&i=29").await.1, "HIT");
+    assert_eq!(
+        get(&proxy, "/bytes?n=102400&i=0").await.1,
+        "MISS",
+        "the oldest was evicted"
+    );
+}
