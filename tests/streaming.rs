@@ -224,7 +224,7 @@ async fn websocket_passes_through_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_in_flat_memory() {
-    const SIZE: u64 = 256 << 20;
+    const SIZE: u64 = 1 << 30;
     const RSS_LIMIT: u64 = 64 << 20;
     let backend = Backend::start("1");
     let proxy = Proxy::start(&config(&backend, free_port()));
