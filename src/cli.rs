@@ -1,6 +1,7 @@
 //! The command line: `edgeproxy -c FILE` runs, `edgeproxy check -c FILE` validates.
 
-use crate::config::{self, Config};
+use crate::access_log;
+use crate::config::{self, AccessLogTarget, Config};
 use crate::listeners;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -68,6 +69,15 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
                 "edgeproxy: error: {}: {}",
                 path.display(),
                 problem.describe()
+            );
+            failed = true;
+        }
+    }
+    if let AccessLogTarget::File(file) = &config.server.access_log {
+        if let Err(e) = access_log::open_file(file) {
+            eprintln!(
+                "edgeproxy: error: {}: server.access_log: cannot open {e}",
+                path.display()
             );
             failed = true;
         }

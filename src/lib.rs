@@ -1,14 +1,15 @@
 //! edgeproxy: an edge proxy and HTTP load balancer on Cloudflare's Pingora.
 //!
 //! A request flows config → [`snapshot`] (router + pools) → [`proxy`] phases, which pick a
-//! server with [`balance`] and log with [`access_log`]; [`server`] wires it into Pingora and
-//! [`shutdown`] handles signals.
+//! server with [`balance`], count in [`metrics`] and log with [`access_log`]; [`server`] wires
+//! it into Pingora and [`shutdown`] handles signals.
 
 pub mod access_log;
 pub mod balance;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod health;
 pub mod inflight;
 pub mod listeners;

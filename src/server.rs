@@ -1,6 +1,8 @@
 //! Assembling and running the Pingora server from a validated config.
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
+use crate::connections::CountConnections;
 use crate::health::HealthChecker;
 use crate::inflight::Inflight;
 use crate::listeners;
@@ -9,10 +11,11 @@ use crate::proxy::EdgeProxy;
 use crate::resolver::Resolver;
 use crate::shutdown::Signals;
 use crate::snapshot::Snapshot;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use std::sync::Arc;
 
 /// Runs the proxy until a signal stops it. Returns an error, before anything starts, when a
@@ -43,12 +46,14 @@ pub fn run(config: Config) -> Result<(), String> {
     server.bootstrap();
 
     let inflight = Inflight::default();
+    let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
-    let snapshot = Arc::new(Snapshot::new(config));
+    let snapshot = Arc::new(Snapshot::new(config, &metrics));
+    metrics
+        .watch(Arc::clone(&snapshot))
+        .map_err(|e| format!("cannot set up metrics: {e}"))?;
     if let Some(listen) = metrics_listen {
-        let metrics = Metrics::new(Arc::clone(&snapshot))
-            .map_err(|e| format!("cannot set up metrics: {e}"))?;
-        server.add_service(metrics.service(listen));
+        server.add_service(metrics.service(listen, Arc::clone(&snapshot)));
     }
     if snapshot.pools.iter().any(|p| p.health_check().is_some()) {
         server.add_service(background_service(
@@ -62,10 +67,15 @@ pub fn run(config: Config) -> Result<(), String> {
             Resolver::new(Arc::clone(&snapshot)),
         ));
     }
-    let mut proxy = http_proxy_service_with_name(
+    let access_log = AccessLog::open(&settings.access_log, settings.access_log_format)
+        .map_err(|e| format!("server.access_log: cannot open {e}"))?;
+    let app = http_proxy(
         &server.configuration,
-        EdgeProxy::new(snapshot, inflight.clone()),
-        "edgeproxy",
+        EdgeProxy::new(snapshot, inflight.clone(), access_log),
+    );
+    let mut proxy = Service::new(
+        "edgeproxy".to_string(),
+        CountConnections::new(app, metrics.downstream_connections.clone()),
     );
     for addr in &settings.listen {
         proxy.add_tcp(&addr.to_string());

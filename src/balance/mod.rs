@@ -14,6 +14,8 @@ use crate::config::{
     WhenAllDown,
 };
 use crate::inflight::InflightGuard;
+use crate::metrics::handles::ServerMetrics;
+use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -21,6 +23,7 @@ use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::upstreams::peer::{HttpPeer, PeerOptions};
+use prometheus::IntCounter;
 use selector::{Selector, SelectorConfig};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -33,6 +36,7 @@ use std::task::{Context, Poll, Waker};
 /// One upstream's servers and the balancers that pick among them.
 pub struct Pool {
     name: String,
+    balance: Balance,
     hash_key: HashKey,
     health_check: Option<HealthCheck>,
     retries: u32,
@@ -42,6 +46,7 @@ pub struct Pool {
     backup: Option<Group>,
     servers: Vec<Server>,
     addresses: Arc<ArcSwap<Addresses>>,
+    retries_total: IntCounter,
 }
 
 /// Where each server is now; host names are resolved again while running.
@@ -144,11 +149,13 @@ pub struct Server {
     pub instance_id: HeaderValue,
     /// Live state: in flight, health, failures.
     pub state: Arc<ServerState>,
+    /// Metric children.
+    pub metrics: ServerMetrics,
     peer_options: PeerOptions,
 }
 
 impl Server {
-    fn new(config: &UpstreamServer, timeouts: &Timeouts) -> Self {
+    fn new(config: &UpstreamServer, timeouts: &Timeouts, metrics: ServerMetrics) -> Self {
         let mut peer_options = PeerOptions::new();
         peer_options.connection_timeout = Some(timeouts.connect);
         peer_options.read_timeout = Some(timeouts.read);
@@ -157,6 +164,7 @@ impl Server {
             served_by: header_value(&config.addr),
             instance_id: header_value(&config.id),
             state: Arc::new(ServerState::new(config.max_fails, config.fail_timeout)),
+            metrics,
             config: config.clone(),
             peer_options,
         }
@@ -181,12 +189,15 @@ fn header_value(text: &str) -> HeaderValue {
 }
 
 impl Pool {
-    /// Builds the balancers for an upstream.
-    pub fn new(upstream: &Upstream) -> Self {
+    /// Builds the balancers for an upstream, with metric children from `metrics`.
+    pub fn new(upstream: &Upstream, metrics: &Metrics) -> Self {
         let servers: Vec<Server> = upstream
             .servers
             .iter()
-            .map(|s| Server::new(s, &upstream.timeouts))
+            .map(|s| {
+                let server_metrics = ServerMetrics::new(metrics, &upstream.name, &s.addr);
+                Server::new(s, &upstream.timeouts, server_metrics)
+            })
             .collect();
         let addresses = Arc::new(ArcSwap::from_pointee(Addresses::new(
             upstream.servers.iter().map(|s| s.socket_addr).collect(),
@@ -198,6 +209,7 @@ impl Pool {
         let backup = Group::new(upstream.balance, backups, &servers, &addresses);
         Self {
             name: upstream.name.clone(),
+            balance: upstream.balance,
             hash_key: upstream.hash_key.clone(),
             health_check: upstream.health_check.clone(),
             retries: upstream.retries,
@@ -207,12 +219,23 @@ impl Pool {
             backup,
             servers,
             addresses,
+            retries_total: metrics.retries.with_label_values(&[&upstream.name]),
         }
+    }
+
+    /// Counts a request sent again to another server.
+    pub fn count_retry(&self) {
+        self.retries_total.inc();
     }
 
     /// The upstream's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The selection algorithm.
+    pub fn balance(&self) -> Balance {
+        self.balance
     }
 
     /// The servers in file order.
@@ -375,6 +398,12 @@ fn run_to_completion<F: Future<Output = pingora::Result<()>>>(future: F) {
 mod tests {
     use super::*;
 
+    impl Pool {
+        fn new_for_test(upstream: &Upstream) -> Pool {
+            Pool::new(upstream, &Metrics::new().unwrap())
+        }
+    }
+
     fn upstream(weights: &[u16]) -> Upstream {
         upstream_with(Balance::RoundRobin, weights)
     }
@@ -409,7 +438,7 @@ mod tests {
 
     #[test]
     fn selection_follows_weights_exactly_over_a_cycle() {
-        let pool = Pool::new(&upstream(&[1, 2, 3]));
+        let pool = Pool::new_for_test(&upstream(&[1, 2, 3]));
         let mut counts = [0; 3];
         for _ in 0..600 {
             counts[pool.select(b"", &[]).unwrap()] += 1;
@@ -425,7 +454,7 @@ mod tests {
             Balance::IpHash,
             Balance::Random,
         ] {
-            let pool = Pool::new(&upstream_with(balance, &[1, 2, 3]));
+            let pool = Pool::new_for_test(&upstream_with(balance, &[1, 2, 3]));
             for key in [&b"10.0.0.1"[..], b"10.0.0.2", b"x"] {
                 let first = pool.select(key, &[]).unwrap();
                 let second = pool.select(key, &[first]).unwrap();
@@ -439,7 +468,7 @@ mod tests {
 
     #[test]
     fn least_conn_follows_the_guards() {
-        let pool = Pool::new(&upstream_with(Balance::LeastConn, &[1, 1]));
+        let pool = Pool::new_for_test(&upstream_with(Balance::LeastConn, &[1, 1]));
         let busy = pool.enter(0);
         assert_eq!(pool.select(b"", &[]), Some(1));
         assert_eq!(pool.select(b"", &[]), Some(1));
@@ -451,11 +480,11 @@ mod tests {
 
     #[test]
     fn ip_hash_is_sticky_and_random_is_weighted() {
-        let pool = Pool::new(&upstream_with(Balance::IpHash, &[1, 1, 1]));
+        let pool = Pool::new_for_test(&upstream_with(Balance::IpHash, &[1, 1, 1]));
         let first = pool.select(b"192.0.2.7", &[]).unwrap();
         assert!((0..50).all(|_| pool.select(b"192.0.2.7", &[]) == Some(first)));
 
-        let pool = Pool::new(&upstream_with(Balance::Random, &[1, 3]));
+        let pool = Pool::new_for_test(&upstream_with(Balance::Random, &[1, 3]));
         let heavy = (0..4000)
             .filter(|_| pool.select(b"", &[]) == Some(1))
             .count();
@@ -467,7 +496,7 @@ mod tests {
         let mut upstream = upstream_with(Balance::RoundRobin, &[1, 1]);
         upstream.servers[1].host = "app2.internal".into();
         upstream.servers[1].addr = "app2.internal:9002".into();
-        let pool = Pool::new(&upstream);
+        let pool = Pool::new_for_test(&upstream);
         assert_eq!(
             pool.resolve_interval(),
             Some(std::time::Duration::from_secs(30))
@@ -501,7 +530,7 @@ mod tests {
 
     #[test]
     fn ip_only_pools_need_no_resolution() {
-        assert_eq!(Pool::new(&upstream(&[1])).resolve_interval(), None);
+        assert_eq!(Pool::new_for_test(&upstream(&[1])).resolve_interval(), None);
     }
 
     #[test]
@@ -512,7 +541,7 @@ mod tests {
             Balance::IpHash,
             Balance::Random,
         ] {
-            let pool = Pool::new(&upstream_with(balance, &[5]));
+            let pool = Pool::new_for_test(&upstream_with(balance, &[5]));
             assert_eq!(pool.select(b"k", &[]), Some(0), "{balance:?}");
             assert_eq!(pool.select(b"k", &[0]), None, "{balance:?}");
         }
@@ -520,7 +549,7 @@ mod tests {
 
     #[test]
     fn servers_carry_their_identity_headers() {
-        let pool = Pool::new(&upstream(&[1, 1]));
+        let pool = Pool::new_for_test(&upstream(&[1, 1]));
         let s = &pool.servers()[1];
         assert_eq!(s.served_by, "127.0.0.1:9002");
         assert_eq!(s.instance_id, "2");

@@ -38,6 +38,7 @@ impl ServerState {
 pub struct ActiveHealth {
     up: AtomicBool,
     streak: Mutex<Streak>,
+    last_probe: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +53,7 @@ impl Default for ActiveHealth {
         Self {
             up: AtomicBool::new(true),
             streak: Mutex::new(Streak::default()),
+            last_probe: Mutex::new(None),
         }
     }
 }
@@ -60,6 +62,23 @@ impl ActiveHealth {
     /// Whether the server is up.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// The last probe's result, `ok` or why it failed; None before the first probe.
+    pub fn last_probe(&self) -> Option<String> {
+        self.last_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records what the last probe found.
+    pub fn set_last_probe(&self, result: &Result<(), String>) {
+        let text = match result {
+            Ok(()) => "ok".to_string(),
+            Err(why) => why.clone(),
+        };
+        *self.last_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
     }
 
     /// Records a probe result; returns the new state if it changed. The first probe decides

@@ -2,7 +2,7 @@
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
 use super::values::{ByteSize, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight};
-use super::{Balance, CheckKind, WhenAllDown};
+use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -30,6 +30,9 @@ pub struct FileServer {
     pub threads: Option<usize>,
     pub health_path: Option<String>,
     pub grace_period: Option<DurationValue>,
+    pub access_log: Option<String>,
+    #[serde(default)]
+    pub access_log_format: AccessLogFormat,
 }
 
 /// `metrics:`

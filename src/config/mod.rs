@@ -41,6 +41,32 @@ pub struct ServerSettings {
     pub health_path: String,
     /// How long SIGTERM waits for in-flight requests.
     pub grace_period: Duration,
+    /// Where access-log lines go.
+    pub access_log: AccessLogTarget,
+    /// How access-log lines look.
+    pub access_log_format: AccessLogFormat,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output, as containers expect.
+    Stdout,
+    /// Not written.
+    Off,
+    /// Appended to a file.
+    File(std::path::PathBuf),
+}
+
+/// `server.access_log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// nginx's `combined` plus upstream, backend, instance, timings and retries.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `cache:` settings.
@@ -82,6 +108,18 @@ pub enum HashKey {
     Header(http::HeaderName),
     /// The value of a cookie.
     Cookie(String),
+}
+
+impl Balance {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastConn => "least_conn",
+            Self::IpHash => "ip_hash",
+            Self::Random => "random",
+        }
+    }
 }
 
 /// What to do when no server of an upstream is ready.

@@ -608,3 +608,35 @@ fn cache_keys_are_read_and_checked() {
         "cannot be cached",
     );
 }
+
+#[test]
+fn access_log_keys_are_read_and_checked() {
+    let with = |server: &str| format!("server: {{ {server} }}\n{MINIMAL}");
+    assert_eq!(parse_ok(MINIMAL).server.access_log, AccessLogTarget::Stdout);
+    assert_eq!(
+        parse_ok(MINIMAL).server.access_log_format,
+        AccessLogFormat::Combined
+    );
+    assert_eq!(
+        parse_ok(&with("access_log: off")).server.access_log,
+        AccessLogTarget::Off
+    );
+    let config = parse_ok(&with(
+        "access_log: /var/log/edgeproxy/access.log, access_log_format: json",
+    ));
+    assert_eq!(
+        config.server.access_log,
+        AccessLogTarget::File("/var/log/edgeproxy/access.log".into())
+    );
+    assert_eq!(config.server.access_log_format, AccessLogFormat::Json);
+    assert_err(
+        &with("access_log: logs/access.log"),
+        "server.access_log",
+        "absolute file path",
+    );
+    assert_err(
+        &with("access_log_format: main"),
+        "server",
+        "unknown variant `main`",
+    );
+}

@@ -3,8 +3,8 @@
 
 use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileUpstream};
 use super::{
-    Balance, CacheSettings, CheckKind, Config, ConfigError, HealthCheck, MetricsSettings, Probe,
-    Route, ServerSettings, Timeouts, Upstream, UpstreamServer,
+    AccessLogTarget, Balance, CacheSettings, CheckKind, Config, ConfigError, HealthCheck,
+    MetricsSettings, Probe, Route, ServerSettings, Timeouts, Upstream, UpstreamServer,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -108,11 +108,24 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_string());
     check_path("server.health_path", &health_path)?;
 
+    let access_log = match file.access_log.as_deref().map(str::trim) {
+        None | Some("stdout") => AccessLogTarget::Stdout,
+        Some("off") => AccessLogTarget::Off,
+        Some(path) if path.starts_with('/') => AccessLogTarget::File(path.into()),
+        Some(other) => {
+            return Err(ConfigError::at_key(
+                "server.access_log",
+                format!("`{other}` is not a target: use stdout, off, or an absolute file path"),
+            ))
+        }
+    };
     Ok(ServerSettings {
         listen,
         threads,
         health_path,
         grace_period: file.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+        access_log,
+        access_log_format: file.access_log_format,
     })
 }
 

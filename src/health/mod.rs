@@ -63,6 +63,12 @@ async fn check_server(snapshot: Arc<Snapshot>, pool_index: usize, server: usize)
     let address = pool.address(server);
     let server = &pool.servers()[server];
     let result = probe::run(&check.probe, address, &server.config.addr, check.timeout).await;
+    if result.is_ok() {
+        server.metrics.checks_ok.inc();
+    } else {
+        server.metrics.checks_fail.inc();
+    }
+    server.state.health.set_last_probe(&result);
     match server
         .state
         .health

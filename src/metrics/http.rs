@@ -1,47 +1,99 @@
-//! The `/metrics` endpoint.
+//! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
+use crate::snapshot::Snapshot;
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{Encoder, Registry, TextEncoder};
+use serde_json::json;
+use std::sync::Arc;
 
-/// Serves the registry in Prometheus' text format.
+/// Serves the registry and the status page.
 pub struct MetricsApp {
     registry: Registry,
+    snapshot: Arc<Snapshot>,
 }
 
 impl MetricsApp {
-    /// Serves `registry`.
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    /// Serves `registry`, and the state of `snapshot`'s upstreams.
+    pub fn new(registry: Registry, snapshot: Arc<Snapshot>) -> Self {
+        Self { registry, snapshot }
     }
-}
 
-#[async_trait]
-impl ServeHttp for MetricsApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        if session.req_header().uri.path() != "/metrics" {
-            return text(
-                StatusCode::NOT_FOUND,
-                b"not found; try /metrics\n".to_vec(),
-                "text/plain",
-            );
-        }
+    fn metrics(&self) -> Response<Vec<u8>> {
         let encoder = TextEncoder::new();
         let mut body = Vec::new();
         match encoder.encode(&self.registry.gather(), &mut body) {
-            Ok(()) => text(StatusCode::OK, body, encoder.format_type()),
-            Err(e) => text(
+            Ok(()) => reply(StatusCode::OK, body, encoder.format_type()),
+            Err(e) => reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot encode metrics: {e}\n").into_bytes(),
                 "text/plain",
             ),
         }
     }
+
+    /// Each upstream with its servers: what `docker compose ps` and `nginx -T` told together.
+    fn status(&self) -> Response<Vec<u8>> {
+        let upstreams: Vec<_> = self
+            .snapshot
+            .pools
+            .iter()
+            .map(|pool| {
+                let servers: Vec<_> = pool
+                    .servers()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, server)| {
+                        let state = &server.state;
+                        json!({
+                            "addr": server.config.addr,
+                            "address": pool.address(i).to_string(),
+                            "id": server.config.id,
+                            "weight": server.config.weight,
+                            "backup": server.config.backup,
+                            "ready": state.ready(),
+                            "health": if state.health.is_up() { "up" } else { "down" },
+                            "last_probe": state.health.last_probe(),
+                            "passive_failed": state.passive.is_failed(),
+                            "inflight": state.inflight.count(),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": pool.name(),
+                    "balance": pool.balance().as_str(),
+                    "health_check": pool.health_check().is_some(),
+                    "servers": servers,
+                })
+            })
+            .collect();
+        let body = json!({ "version": env!("CARGO_PKG_VERSION"), "upstreams": upstreams });
+        reply(
+            StatusCode::OK,
+            format!("{body:#}\n").into_bytes(),
+            "application/json",
+        )
+    }
 }
 
-fn text(status: StatusCode, body: Vec<u8>, content_type: &str) -> Response<Vec<u8>> {
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/metrics" => self.metrics(),
+            "/status" => self.status(),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                b"not found; try /metrics or /status\n".to_vec(),
+                "text/plain",
+            ),
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: Vec<u8>, content_type: &str) -> Response<Vec<u8>> {
     let length = body.len();
     let mut resp = Response::new(body);
     *resp.status_mut() = status;

@@ -4,11 +4,12 @@ mod content;
 mod forwarded;
 mod respond;
 
-use crate::access_log::AccessRecord;
+use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::{request_key, Pool, Server};
 use crate::cache::{self, ResponseCache};
 use crate::config::Route;
 use crate::inflight::{Inflight, InflightGuard};
+use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
 use crate::snapshot::Snapshot;
 use async_trait::async_trait;
 use http::header::HOST;
@@ -19,23 +20,26 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The proxy service's logic.
 pub struct EdgeProxy {
     snapshot: Arc<Snapshot>,
     inflight: Inflight,
     cache: ResponseCache,
+    access_log: AccessLog,
 }
 
 impl EdgeProxy {
-    /// A proxy serving `snapshot`, counting its requests in `inflight`.
-    pub fn new(snapshot: Arc<Snapshot>, inflight: Inflight) -> Self {
+    /// A proxy serving `snapshot`, counting its requests in `inflight`, logging them to
+    /// `access_log`.
+    pub fn new(snapshot: Arc<Snapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
         let cache = ResponseCache::new(snapshot.config.cache.max_size);
         Self {
             snapshot,
             inflight,
             cache,
+            access_log,
         }
     }
 }
@@ -43,6 +47,9 @@ impl EdgeProxy {
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
+    started_at: SystemTime,
+    /// A request to `server.health_path`, answered and not logged.
+    health_check: bool,
     _inflight: InflightGuard,
     snapshot: Arc<Snapshot>,
     route: Option<usize>,
@@ -53,6 +60,8 @@ pub struct RequestCtx {
     _server_inflight: Option<InflightGuard>,
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
+    /// Counts this request in `edgeproxy_sse_streams` while it streams events.
+    _sse_stream: Option<GaugeGuard>,
 }
 
 impl RequestCtx {
@@ -62,6 +71,12 @@ impl RequestCtx {
 
     fn pool(&self) -> Option<&Pool> {
         Some(&self.snapshot.pools[self.route()?.upstream])
+    }
+
+    fn route_metrics(&self) -> &RouteMetrics {
+        self.route.map_or(&self.snapshot.unrouted_metrics, |r| {
+            &self.snapshot.route_metrics[r]
+        })
     }
 
     fn server(&self) -> Option<&Server> {
@@ -88,6 +103,8 @@ impl ProxyHttp for EdgeProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            started_at: SystemTime::now(),
+            health_check: false,
             _inflight: self.inflight.enter(),
             snapshot: Arc::clone(&self.snapshot),
             route: None,
@@ -96,6 +113,7 @@ impl ProxyHttp for EdgeProxy {
             _server_inflight: None,
             upstream_started: None,
             upstream_time: None,
+            _sse_stream: None,
         }
     }
 
@@ -122,6 +140,7 @@ impl ProxyHttp for EdgeProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if session.req_header().uri.path() == ctx.snapshot.config.server.health_path {
             ctx.route = None;
+            ctx.health_check = true;
             respond::text(session, 200, "ok\n".into()).await?;
             return Ok(true);
         }
@@ -179,6 +198,9 @@ impl ProxyHttp for EdgeProxy {
             // An event stream may be quiet for long; read_timeout is for ordinary answers.
             peer.options.read_timeout = Some(route.stream_idle_timeout);
         }
+        if !ctx.tried.is_empty() {
+            pool.count_retry();
+        }
         // Replacing the guard releases the count of a server a retry moves away from.
         ctx._server_inflight = Some(pool.enter(index));
         ctx.tried.push(index);
@@ -195,6 +217,11 @@ impl ProxyHttp for EdgeProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let (Some(pool), Some(server)) = (ctx.pool(), ctx.server) {
+            let reason = match e.etype() {
+                ErrorType::ConnectTimedout => FailureReason::Timeout,
+                _ => FailureReason::Connect,
+            };
+            pool.servers()[server].metrics.failure(reason);
             pool.record_failure(server, e.etype().as_str());
             // Nothing reached the server, so any method may go to another one.
             e.set_retry(ctx.retries_left(pool));
@@ -226,6 +253,12 @@ impl ProxyHttp for EdgeProxy {
         // A pooled connection the server had already closed is not the server failing.
         let stale_connection = client_reused && nothing_received && !timed_out;
         if !stale_connection {
+            let reason = if timed_out {
+                FailureReason::Timeout
+            } else {
+                FailureReason::Reset
+            };
+            pool.servers()[server].metrics.failure(reason);
             pool.record_failure(server, e.etype().as_str());
         }
         // The server may have acted on the request: only idempotent ones are sent again, only
@@ -256,6 +289,15 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         if let Some(server) = ctx.server() {
+            if let Some(elapsed) = ctx.upstream_time {
+                server
+                    .metrics
+                    .upstream_seconds
+                    .observe(elapsed.as_secs_f64());
+            }
+            if upstream_response.status.is_server_error() {
+                server.metrics.failure(FailureReason::Http5xx);
+            }
             upstream_response.insert_header("x-served-by", server.served_by.clone())?;
             upstream_response.insert_header("x-instance-id", server.instance_id.clone())?;
         }
@@ -271,19 +313,25 @@ impl ProxyHttp for EdgeProxy {
         let Some(route) = ctx.route() else {
             return Ok(());
         };
-        if route.cache.is_some() {
-            let status = match session.cache.phase() {
-                CachePhase::Hit => "HIT",
-                CachePhase::Stale | CachePhase::StaleUpdating => "STALE",
-                _ => "MISS",
+        let (cached, sse, compress) = (route.cache.is_some(), route.sse, route.compress);
+        let event_stream = content::is_event_stream(upstream_response);
+        if cached {
+            let (status, lookup) = match session.cache.phase() {
+                CachePhase::Hit => ("HIT", 0),
+                CachePhase::Stale | CachePhase::StaleUpdating => ("STALE", 2),
+                _ => ("MISS", 1),
             };
             upstream_response.insert_header("x-cache", status)?;
+            ctx.route_metrics().cache[lookup].inc();
         }
-        if route.sse || content::is_event_stream(upstream_response) {
+        if event_stream {
+            ctx._sse_stream = Some(GaugeGuard::new(&ctx.route_metrics().sse_streams));
+        }
+        if sse || event_stream {
             // Tells any buffering proxy in front of this one to pass events through, too.
             upstream_response.insert_header("x-accel-buffering", "no")?;
             content::set_compression(session, 0);
-        } else if route.compress && !content::is_compressible(upstream_response) {
+        } else if compress && !content::is_compressible(upstream_response) {
             content::set_compression(session, 0);
         }
         Ok(())
@@ -311,18 +359,55 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let metrics = ctx.route_metrics();
+        metrics
+            .duration
+            .observe(ctx.started.elapsed().as_secs_f64());
+        // A backend answered only if its response header came; errors, cache hits, 404s and
+        // health checks are the proxy's own answers.
+        match ctx.server.filter(|_| ctx.upstream_time.is_some()) {
+            Some(server) => metrics.by_server[server].inc(status),
+            None => metrics.local.inc(status),
+        }
+        if ctx.health_check || !self.access_log.enabled() {
+            return;
+        }
         let req = session.req_header();
-        AccessRecord {
+        let header = |name| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        let server = ctx.server();
+        self.access_log.write(&AccessRecord {
+            time: ctx.started_at,
             client: client_ip(session),
             method: req.method.as_str(),
             target: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-            status: session.response_written().map_or(0, |r| r.status.as_u16()),
-            upstream: ctx.pool().map_or("-", Pool::name),
-            backend: ctx.server().map_or("-", |s| s.config.addr.as_str()),
+            version: version_name(req.version),
+            status,
+            bytes_sent: session.body_bytes_sent(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            upstream: ctx.pool().map_or("", Pool::name),
+            backend: server.map_or("", |s| s.config.addr.as_str()),
+            instance: server.map_or("", |s| s.config.id.as_str()),
             upstream_time: ctx.upstream_time,
-            total_time: ctx.started.elapsed(),
-        }
-        .write();
+            request_time: ctx.started.elapsed(),
+            retries: ctx.tried.len().saturating_sub(1),
+        });
+    }
+}
+
+fn version_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

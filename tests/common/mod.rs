@@ -178,11 +178,12 @@ impl Proxy {
         let config_path = dir.path().join("edgeproxy.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let log = File::create(dir.path().join("stderr.log")).expect("log file");
+        let access_log = File::create(dir.path().join("stdout.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
             .arg("-c")
             .arg(&config_path)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(access_log)
             .stderr(log)
             .spawn()
             .expect("edgeproxy starts");
@@ -209,6 +210,11 @@ impl Proxy {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .expect("VmHWM")
             * 1024
+    }
+
+    /// Everything the proxy wrote to stdout so far: the access log, by default.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
     /// Everything the proxy wrote to stderr so far.

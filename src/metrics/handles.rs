@@ -1,0 +1,168 @@
+//! Metric children resolved when the config loads, so that counting a request is an atomic
+//! add: no label lookup, no string formatting on the request path.
+
+use super::Metrics;
+use crate::config::Route;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use std::sync::OnceLock;
+
+/// Status codes that get a counter slot each; anything else (0: the client left before a
+/// response) shares one more slot, labelled `0`.
+const CODES: std::ops::RangeInclusive<u16> = 100..=599;
+const OTHER_SLOT: usize = 500;
+
+/// Why an attempt toward a backend failed, as `edgeproxy_upstream_failures_total` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The connection could not be opened.
+    Connect,
+    /// Connecting, reading or writing took too long.
+    Timeout,
+    /// The connection broke.
+    Reset,
+    /// The backend answered with a 5xx.
+    Http5xx,
+}
+
+impl FailureReason {
+    const ALL: [FailureReason; 4] = [Self::Connect, Self::Timeout, Self::Reset, Self::Http5xx];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Http5xx => "http_5xx",
+        }
+    }
+}
+
+/// One backend's children.
+pub struct ServerMetrics {
+    /// `edgeproxy_upstream_response_seconds`
+    pub upstream_seconds: Histogram,
+    failures: [IntCounter; 4],
+    /// `edgeproxy_health_checks_total{result="ok"}`
+    pub checks_ok: IntCounter,
+    /// `edgeproxy_health_checks_total{result="fail"}`
+    pub checks_fail: IntCounter,
+}
+
+impl ServerMetrics {
+    /// Children for `backend` (its `addr` as configured) of `upstream`.
+    pub fn new(metrics: &Metrics, upstream: &str, backend: &str) -> Self {
+        Self {
+            upstream_seconds: metrics
+                .upstream_response
+                .with_label_values(&[upstream, backend]),
+            failures: FailureReason::ALL.map(|r| {
+                metrics
+                    .upstream_failures
+                    .with_label_values(&[upstream, backend, r.label()])
+            }),
+            checks_ok: metrics
+                .health_checks
+                .with_label_values(&[upstream, backend, "ok"]),
+            checks_fail: metrics
+                .health_checks
+                .with_label_values(&[upstream, backend, "fail"]),
+        }
+    }
+
+    /// Counts a failed attempt.
+    pub fn failure(&self, reason: FailureReason) {
+        self.failures[reason as usize].inc();
+    }
+}
+
+/// `edgeproxy_requests_total` for one route, upstream and backend: a slot per status code,
+/// filled the first time that code is seen.
+pub struct CodeCounters {
+    family: IntCounterVec,
+    labels: [String; 3],
+    slots: Box<[OnceLock<IntCounter>]>,
+}
+
+impl CodeCounters {
+    fn new(metrics: &Metrics, route: &str, upstream: &str, backend: &str) -> Self {
+        Self {
+            family: metrics.requests.clone(),
+            labels: [route.to_string(), upstream.to_string(), backend.to_string()],
+            slots: (0..=OTHER_SLOT).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Counts a response with `code` (0 when none was sent).
+    pub fn inc(&self, code: u16) {
+        let (slot, code) = if CODES.contains(&code) {
+            (usize::from(code - CODES.start()), code)
+        } else {
+            (OTHER_SLOT, 0)
+        };
+        self.slots[slot].get_or_init(|| self.child(code)).inc();
+    }
+
+    fn child(&self, code: u16) -> IntCounter {
+        let [route, upstream, backend] = &self.labels;
+        self.family
+            .with_label_values(&[route, upstream, backend, &code.to_string()])
+    }
+}
+
+/// One route's children (or, with empty labels, those of requests no route took).
+pub struct RouteMetrics {
+    /// `edgeproxy_request_duration_seconds`
+    pub duration: Histogram,
+    /// `edgeproxy_sse_streams`
+    pub sse_streams: IntGauge,
+    /// `edgeproxy_cache_lookups_total` by hit, miss, stale.
+    pub cache: [IntCounter; 3],
+    /// Requests answered by each server of the upstream, by server index.
+    pub by_server: Vec<CodeCounters>,
+    /// Requests answered without a backend (404, 503, health).
+    pub local: CodeCounters,
+}
+
+impl RouteMetrics {
+    /// Children for a route to `upstream`, whose servers are `backends` (addr as configured).
+    pub fn new(metrics: &Metrics, route: &str, upstream: &str, backends: &[&str]) -> Self {
+        Self {
+            duration: metrics
+                .request_duration
+                .with_label_values(&[route, upstream]),
+            sse_streams: metrics.sse_streams.with_label_values(&[route]),
+            cache: ["hit", "miss", "stale"]
+                .map(|result| metrics.cache_lookups.with_label_values(&[route, result])),
+            by_server: backends
+                .iter()
+                .map(|b| CodeCounters::new(metrics, route, upstream, b))
+                .collect(),
+            local: CodeCounters::new(metrics, route, upstream, ""),
+        }
+    }
+
+    /// The `route` label: the path, prefixed by the host for a host route.
+    pub fn label(route: &Route) -> String {
+        match &route.host {
+            Some(host) => format!("{host}{}", route.path),
+            None => route.path.clone(),
+        }
+    }
+}
+
+/// Holds a gauge up by one while alive.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// Raises `gauge` until the guard is dropped.
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

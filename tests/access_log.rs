@@ -1,0 +1,125 @@
+//! The access log: its targets, its two formats, and what it leaves out.
+
+mod common;
+
+use common::{client, upstream, Backend, Proxy};
+use std::time::{Duration, Instant};
+
+const ROUTE_ALL: &str = "routes:\n  - { path: /, upstream: app }\n";
+
+/// Waits until `read()` has a line containing `needle`, and returns that line.
+async fn line_with(read: impl Fn() -> String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(line) = read().lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?} in:\n{}",
+            read()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_request_gets_a_combined_line_on_stdout_except_health_checks() {
+    let b1 = Backend::start("blue");
+    let proxy = Proxy::start(&format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])));
+    let http = client();
+    for _ in 0..3 {
+        http.get(proxy.url("/edge-health")).send().await.unwrap();
+    }
+    let resp = http
+        .get(proxy.url("/echo?x=1"))
+        .header("user-agent", "tester/1.0")
+        .header("referer", "http://shop.example/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let line = line_with(|| proxy.stdout(), "GET /echo?x=1").await;
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    let expected = format!(
+        "\"GET /echo?x=1 HTTP/1.1\" 200 {} \"http://shop.example/\" \"tester/1.0\" upstream=app backend={} instance=blue upstream_time=",
+        resp.content_length().unwrap(),
+        b1.addr()
+    );
+    assert!(line.contains(&expected), "{line}\nexpected {expected}");
+    assert!(
+        line.contains(" request_time=") && line.ends_with(" retries=0"),
+        "{line}"
+    );
+
+    http.get(proxy.url("/after")).send().await.unwrap();
+    line_with(|| proxy.stdout(), "GET /after").await;
+    assert!(
+        !proxy.stdout().contains("/edge-health"),
+        "health checks are not logged"
+    );
+}
+
+#[tokio::test]
+async fn json_lines_go_to_a_file() {
+    let b1 = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    let proxy = Proxy::start_with(
+        &format!(
+            "  access_log: {}\n  access_log_format: json",
+            file.display()
+        ),
+        &format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])),
+    );
+    client().get(proxy.url("/slow?ms=20")).send().await.unwrap();
+    let line = line_with(
+        || std::fs::read_to_string(&file).unwrap_or_default(),
+        "/slow",
+    )
+    .await;
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["target"], "/slow?ms=20");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["backend"], b1.addr());
+    assert_eq!(entry["instance"], "1");
+    assert!(entry["upstream_time"].as_f64().unwrap() >= 0.02, "{entry}");
+    assert!(entry["request_time"].as_f64().unwrap() >= entry["upstream_time"].as_f64().unwrap());
+    assert!(proxy.stdout().is_empty());
+}
+
+#[tokio::test]
+async fn off_writes_nothing() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start_with(
+        "  access_log: off",
+        &format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])),
+    );
+    client().get(proxy.url("/")).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(proxy.stdout(), "");
+}
+
+#[test]
+fn an_unwritable_log_file_is_a_check_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edgeproxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: [\"127.0.0.1:{}\"]\n  access_log: /nonexistent/dir/access.log\nupstreams:\n  app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ] }}\n{ROUTE_ALL}",
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(["check", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("server.access_log: cannot open /nonexistent/dir/access.log"),
+        "{stderr}"
+    );
+}

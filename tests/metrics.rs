@@ -1,0 +1,335 @@
+//! /metrics and /status, checked against the traffic that was sent.
+
+mod common;
+
+use common::{client, free_port, metric, Backend, Proxy};
+use std::time::Duration;
+
+/// Scrapes /metrics and checks that a real Prometheus text-format parser accepts it all.
+async fn scrape(metrics_port: u16) -> prometheus_parse::Scrape {
+    let text = client()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format")
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref buckets) => {
+                buckets.last().map_or(0.0, |b| b.count)
+            }
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
+}
+
+#[tokio::test]
+async fn counters_match_the_traffic_sent() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let dead = free_port();
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"{}\" }}, {{ addr: \"{}\" }} ] }}
+  gone: {{ retries: 0, servers: [ {{ addr: \"127.0.0.1:{dead}\", max_fails: 0 }} ] }}
+routes:
+  - {{ path: /, upstream: app }}
+  - {{ path: /gone/, upstream: gone }}
+  - {{ path: /api/, upstream: app, host: api.example.com }}
+",
+        b1.addr(),
+        b2.addr()
+    ));
+    let http = client();
+    for _ in 0..20 {
+        assert_eq!(http.get(proxy.url("/")).send().await.unwrap().status(), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            http.get(proxy.url("/status/500"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            500
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(proxy.url("/gone/x"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            502
+        );
+    }
+    let resp = http
+        .get(proxy.url("/api/x"))
+        .header("Host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        404,
+        "the demo has no /api/x; a backend answered"
+    );
+    http.get(proxy.url("/edge-health")).send().await.unwrap();
+
+    let s = scrape(metrics_port).await;
+    let requests = |route: &str, upstream: &str, backend: &str, code: &str| {
+        value(
+            &s,
+            "edgeproxy_requests_total",
+            &[
+                ("route", route),
+                ("upstream", upstream),
+                ("backend", backend),
+                ("code", code),
+            ],
+        )
+    };
+    let b1_200 = requests("/", "app", &b1.addr(), "200").unwrap();
+    let b2_200 = requests("/", "app", &b2.addr(), "200").unwrap();
+    assert_eq!((b1_200, b2_200), (10.0, 10.0));
+    let b1_500 = requests("/", "app", &b1.addr(), "500").unwrap_or(0.0);
+    let b2_500 = requests("/", "app", &b2.addr(), "500").unwrap_or(0.0);
+    assert_eq!(b1_500 + b2_500, 3.0);
+    assert_eq!(
+        requests("/gone/", "gone", "", "502"),
+        Some(2.0),
+        "proxy's own answers have backend=\"\""
+    );
+    assert_eq!(
+        requests("api.example.com/api/", "app", &b2.addr(), "404").or(requests(
+            "api.example.com/api/",
+            "app",
+            &b1.addr(),
+            "404"
+        )),
+        Some(1.0)
+    );
+    // Ours and the harness's readiness probe.
+    assert_eq!(
+        requests("", "", "", "200"),
+        Some(2.0),
+        "health checks are the proxy's own answers"
+    );
+
+    assert_eq!(
+        value(
+            &s,
+            "edgeproxy_request_duration_seconds",
+            &[("route", "/"), ("upstream", "app")]
+        ),
+        Some(23.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "edgeproxy_upstream_response_seconds",
+            &[("upstream", "app"), ("backend", &b1.addr())]
+        ),
+        Some(b1_200 + b1_500)
+    );
+    let failures = |reason: &str, backend: &str, upstream: &str| {
+        value(
+            &s,
+            "edgeproxy_upstream_failures_total",
+            &[
+                ("upstream", upstream),
+                ("backend", backend),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(
+        failures("connect", &format!("127.0.0.1:{dead}"), "gone"),
+        Some(2.0)
+    );
+    assert_eq!(
+        failures("http_5xx", &b1.addr(), "app").unwrap()
+            + failures("http_5xx", &b2.addr(), "app").unwrap(),
+        3.0
+    );
+    assert_eq!(
+        value(&s, "edgeproxy_retries_total", &[("upstream", "gone")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&s, "edgeproxy_config_reloads_total", &[("result", "ok")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "edgeproxy_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert!(value(&s, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(value(&s, "process_open_fds", &[]).unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn retries_health_checks_streams_connections_and_cache_are_counted() {
+    let good = Backend::start("good");
+    let dead = free_port();
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    health_check: {{ type: tcp, interval: 200ms, timeout: 200ms, fall: 1, rise: 1 }}
+    servers: [ {{ addr: \"127.0.0.1:{dead}\", max_fails: 0 }}, {{ addr: \"{}\" }} ]
+    when_all_down: try_all
+routes:
+  - {{ path: /events, upstream: app, sse: true }}
+  - {{ path: /health, upstream: app, cache: 1h }}
+  - {{ path: /, upstream: app }}
+",
+        good.addr()
+    ));
+    let http = client();
+    // Before the first probe, round robin may still pick the dead server: that is a retry.
+    for _ in 0..4 {
+        assert_eq!(http.get(proxy.url("/")).send().await.unwrap().status(), 200);
+    }
+    for _ in 0..3 {
+        http.get(proxy.url("/health")).send().await.unwrap();
+    }
+    let mut stream = http
+        .get(proxy.url("/events?interval_ms=100"))
+        .send()
+        .await
+        .unwrap();
+    stream.chunk().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+
+    let s = scrape(metrics_port).await;
+    let gauge = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
+    assert_eq!(
+        gauge("edgeproxy_sse_streams", &[("route", "/events")]),
+        Some(1.0)
+    );
+    assert!(gauge("edgeproxy_downstream_connections", &[]).unwrap() >= 1.0);
+    let checks = |backend: &str, result: &str| {
+        gauge(
+            "edgeproxy_health_checks_total",
+            &[
+                ("upstream", "app"),
+                ("backend", backend),
+                ("result", result),
+            ],
+        )
+        .unwrap()
+    };
+    assert!(checks(&format!("127.0.0.1:{dead}"), "fail") >= 2.0);
+    assert!(checks(&good.addr(), "ok") >= 2.0);
+    assert_eq!(checks(&good.addr(), "fail"), 0.0);
+    let connects = gauge(
+        "edgeproxy_upstream_failures_total",
+        &[
+            ("backend", &format!("127.0.0.1:{dead}")),
+            ("reason", "connect"),
+        ],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(
+        gauge("edgeproxy_retries_total", &[("upstream", "app")]),
+        Some(connects),
+        "one retry per refused attempt"
+    );
+    assert_eq!(
+        gauge(
+            "edgeproxy_cache_lookups_total",
+            &[("route", "/health"), ("result", "miss")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(
+            "edgeproxy_cache_lookups_total",
+            &[("route", "/health"), ("result", "hit")]
+        ),
+        Some(2.0)
+    );
+
+    drop(stream);
+    let gone = async {
+        while metric(metrics_port, "edgeproxy_sse_streams{route=\"/events\"}").await != Some(0.0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), gone)
+        .await
+        .expect("stream gauge back to 0");
+}
+
+#[tokio::test]
+async fn status_page_shows_each_server() {
+    let good = Backend::start("good");
+    let dead = free_port();
+    let metrics_port = free_port();
+    let _proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    balance: least_conn
+    health_check: {{ type: http, path: /health, interval: 200ms, timeout: 200ms }}
+    servers: [ {{ addr: \"{}\", id: good, weight: 3 }}, {{ addr: \"127.0.0.1:{dead}\", backup: true }} ]
+routes:
+  - {{ path: /, upstream: app }}
+",
+        good.addr()
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status: serde_json::Value = client()
+        .get(format!("http://127.0.0.1:{metrics_port}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app = &status["upstreams"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(app["balance"], "least_conn");
+    let (up, down) = (&app["servers"][0], &app["servers"][1]);
+    assert_eq!(
+        (up["id"].as_str(), up["weight"].as_u64()),
+        (Some("good"), Some(3))
+    );
+    assert_eq!(
+        (
+            up["health"].as_str(),
+            up["ready"].as_bool(),
+            up["last_probe"].as_str()
+        ),
+        (Some("up"), Some(true), Some("ok"))
+    );
+    assert_eq!(up["inflight"], 0);
+    assert_eq!(
+        (down["backup"].as_bool(), down["health"].as_str()),
+        (Some(true), Some("down"))
+    );
+    assert!(
+        down["last_probe"].as_str().unwrap().contains("refused"),
+        "{down}"
+    );
+}
