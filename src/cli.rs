@@ -54,10 +54,8 @@ pub fn main(cli: Cli) -> ExitCode {
 /// Reports on a parsed config: listeners that cannot be bound are errors, except those in use,
 /// which is what a running edgeproxy does to its own ports.
 fn check(path: &std::path::Path, config: &Config) -> ExitCode {
-    let listen = config.server.listen.iter().map(|a| ("server.listen", a));
-    let metrics = config.metrics.iter().map(|m| ("metrics.listen", &m.listen));
     let mut failed = false;
-    for problem in listeners::probe(listen.chain(metrics)) {
+    for problem in listeners::probe(config.listeners()) {
         if problem.in_use() {
             eprintln!(
                 "edgeproxy: warning: {}: {}",

@@ -21,14 +21,7 @@ use std::sync::Arc;
 /// Runs the proxy until a signal stops it. Returns an error, before anything starts, when a
 /// listening address cannot be bound.
 pub fn run(config: Config) -> Result<(), String> {
-    let problems = listeners::probe(
-        config
-            .server
-            .listen
-            .iter()
-            .map(|addr| ("server.listen", addr))
-            .chain(config.metrics.iter().map(|m| ("metrics.listen", &m.listen))),
-    );
+    let problems = listeners::probe(config.listeners());
     if let Some(problem) = problems.first() {
         return Err(problem.describe());
     }

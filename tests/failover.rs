@@ -191,17 +191,17 @@ async fn passive_failures_skip_a_server_for_fail_timeout_then_try_it_again() {
         ],
     ));
     let http = client();
-    let mut statuses = Vec::new();
-    for _ in 0..12 {
-        statuses.push(
-            http.get(proxy.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-        );
-    }
+    let get_statuses = |n| {
+        let (http, url) = (http.clone(), proxy.url("/"));
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                statuses.push(http.get(&url).send().await.unwrap().status().as_u16());
+            }
+            statuses
+        }
+    };
+    let statuses = get_statuses(12).await;
     // Round robin alternates until the second failure takes the dead server out.
     assert_eq!(statuses[..4], [502, 200, 502, 200], "{statuses:?}");
     assert!(statuses[4..].iter().all(|s| *s == 200), "{statuses:?}");
@@ -211,17 +211,7 @@ async fn passive_failures_skip_a_server_for_fail_timeout_then_try_it_again() {
     );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut after = Vec::new();
-    for _ in 0..2 {
-        after.push(
-            http.get(proxy.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-        );
-    }
+    let after = get_statuses(2).await;
     assert!(
         after.contains(&502),
         "tried again after fail_timeout: {after:?}"

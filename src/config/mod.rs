@@ -263,6 +263,12 @@ pub struct Route {
 }
 
 impl Config {
+    /// Every address edgeproxy listens on, with the key that configures it.
+    pub fn listeners(&self) -> impl Iterator<Item = (&'static str, &SocketAddr)> {
+        let proxy = self.server.listen.iter().map(|a| ("server.listen", a));
+        proxy.chain(self.metrics.iter().map(|m| ("metrics.listen", &m.listen)))
+    }
+
     /// The upstream a route sends to.
     pub fn route_upstream(&self, route: &Route) -> &Upstream {
         &self.upstreams[route.upstream]

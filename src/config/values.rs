@@ -17,36 +17,37 @@ pub struct DurationValue(pub Duration);
 impl DurationValue {
     /// Parses `150ms`, `2s`, `5m` or `1h`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
+        const UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
         let hint = "write a whole number followed by ms, s, m or h, e.g. 150ms, 2s, 5m, 1h";
-        if digits.is_empty() {
-            return Err(format!("invalid duration `{text}`: {hint}"));
-        }
-        let millis_per_unit: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "" => return Err(format!("invalid duration `{text}`: missing unit; {hint}")),
-            _ => {
-                let unit = unit.trim();
-                return Err(format!(
-                    "invalid duration `{text}`: unknown unit `{unit}`; {hint}"
-                ));
-            }
-        };
-        let millis = digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(millis_per_unit))
-            .ok_or_else(|| format!("invalid duration `{text}`: number too large"))?;
-        let duration = Duration::from_millis(millis);
-        Ok(Self(duration))
+        scaled(text, "duration", UNITS, hint).map(|ms| Self(Duration::from_millis(ms)))
     }
+}
+
+/// Reads `<whole number><unit>` and multiplies by the unit's scale; errors say which part is
+/// wrong and end with `hint`.
+fn scaled(text: &str, what: &str, units: &[(&str, u64)], hint: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let unit = unit.trim();
+    if digits.is_empty() {
+        return Err(format!("invalid {what} `{text}`: {hint}"));
+    }
+    if unit.is_empty() {
+        return Err(format!("invalid {what} `{text}`: missing unit; {hint}"));
+    }
+    let scale = units
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, scale)| *scale)
+        .ok_or_else(|| format!("invalid {what} `{text}`: unknown unit `{unit}`; {hint}"))?;
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("invalid {what} `{text}`: number too large"))
 }
 
 impl<'de> Deserialize<'de> for DurationValue {
@@ -63,33 +64,18 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// Parses a number followed by B, KiB, MiB, GiB, KB, MB or GB.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
+        const UNITS: &[(&str, u64)] = &[
+            ("B", 1),
+            ("KiB", 1 << 10),
+            ("MiB", 1 << 20),
+            ("GiB", 1 << 30),
+            ("KB", 1_000),
+            ("kB", 1_000),
+            ("MB", 1_000_000),
+            ("GB", 1_000_000_000),
+        ];
         let hint = "write a whole number followed by B, KiB, MiB or GiB, e.g. 64MiB";
-        let scale: u64 = match unit.trim() {
-            "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "KB" | "kB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "" => return Err(format!("invalid size `{text}`: missing unit; {hint}")),
-            other => {
-                return Err(format!(
-                    "invalid size `{text}`: unknown unit `{other}`; {hint}"
-                ))
-            }
-        };
-        digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(scale))
-            .map(Self)
-            .ok_or_else(|| format!("invalid size `{text}`; {hint}"))
+        scaled(text, "size", UNITS, hint).map(Self)
     }
 }
 
