@@ -41,7 +41,7 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(&cli.config, &config),
-        None => match crate::server::run(config) {
+        None => match crate::server::run(config, &cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("edgeproxy: error: {}: {e}", cli.config.display());

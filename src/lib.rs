@@ -15,6 +15,7 @@ pub mod inflight;
 pub mod listeners;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod resolver;
 pub mod route;
 pub mod server;

@@ -8,19 +8,21 @@ use crate::inflight::Inflight;
 use crate::listeners;
 use crate::metrics::Metrics;
 use crate::proxy::EdgeProxy;
+use crate::reload::Reloader;
 use crate::resolver::Resolver;
 use crate::shutdown::Signals;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{LiveSnapshot, Snapshot};
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use std::path::Path;
 use std::sync::Arc;
 
-/// Runs the proxy until a signal stops it. Returns an error, before anything starts, when a
-/// listening address cannot be bound.
-pub fn run(config: Config) -> Result<(), String> {
+/// Runs the proxy with `config`, read from `path`, until a signal stops it; SIGHUP reloads
+/// `path`. Returns an error, before anything starts, when a listening address cannot be bound.
+pub fn run(config: Config, path: &Path) -> Result<(), String> {
     let problems = listeners::probe(config.listeners());
     if let Some(problem) = problems.first() {
         return Err(problem.describe());
@@ -39,32 +41,33 @@ pub fn run(config: Config) -> Result<(), String> {
     server.bootstrap();
 
     let inflight = Inflight::default();
-    let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?);
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
-    let snapshot = Arc::new(Snapshot::new(config, &metrics));
+    let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
     metrics
-        .watch(Arc::clone(&snapshot))
+        .watch(Arc::clone(&live))
         .map_err(|e| format!("cannot set up metrics: {e}"))?;
     if let Some(listen) = metrics_listen {
-        server.add_service(metrics.service(listen, Arc::clone(&snapshot)));
+        server.add_service(metrics.service(listen, Arc::clone(&live)));
     }
-    if snapshot.pools.iter().any(|p| p.health_check().is_some()) {
-        server.add_service(background_service(
-            "health checks",
-            HealthChecker::new(Arc::clone(&snapshot)),
-        ));
-    }
-    if Resolver::needed(&snapshot) {
-        server.add_service(background_service(
-            "name resolution",
-            Resolver::new(Arc::clone(&snapshot)),
-        ));
-    }
+    // Always running: a reload may add health checks or host names to an upstream.
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker::new(Arc::clone(&live)),
+    ));
+    server.add_service(background_service(
+        "name resolution",
+        Resolver::new(Arc::clone(&live)),
+    ));
+    server.add_service(background_service(
+        "config reload",
+        Reloader::new(path.to_path_buf(), Arc::clone(&live), Arc::clone(&metrics)),
+    ));
     let access_log = AccessLog::open(&settings.access_log, settings.access_log_format)
         .map_err(|e| format!("server.access_log: cannot open {e}"))?;
     let app = http_proxy(
         &server.configuration,
-        EdgeProxy::new(snapshot, inflight.clone(), access_log),
+        EdgeProxy::new(live, inflight.clone(), access_log),
     );
     let mut proxy = Service::new(
         "edgeproxy".to_string(),

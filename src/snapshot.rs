@@ -1,13 +1,18 @@
 //! The immutable runtime state built from one [`Config`]: what every request reads.
 //!
 //! A request holds an `Arc` of the snapshot it started on, so it finishes on that state even
-//! if a newer one is published meanwhile.
+//! if a reload publishes a newer one meanwhile ([`LiveSnapshot`]).
 
 use crate::balance::Pool;
 use crate::config::Config;
 use crate::metrics::handles::RouteMetrics;
 use crate::metrics::Metrics;
 use crate::route::Router;
+use arc_swap::ArcSwap;
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Everything the request path needs, prepared once per config.
 pub struct Snapshot {
@@ -24,8 +29,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Prepares the router, the server pools and their metric children.
-    pub fn new(config: Config, metrics: &Metrics) -> Self {
+    /// Prepares the router, the server pools and their metric children. Servers that were in
+    /// `previous` under the same upstream and `addr` keep their live state (health, failures,
+    /// requests in flight).
+    pub fn new(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
         let route_metrics = config
             .routes
             .iter()
@@ -46,11 +53,69 @@ impl Snapshot {
             pools: config
                 .upstreams
                 .iter()
-                .map(|u| Pool::new(u, metrics))
+                .map(|u| {
+                    let before = previous.and_then(|p| p.pools.iter().find(|o| o.name() == u.name));
+                    Pool::new(u, metrics, before)
+                })
                 .collect(),
             route_metrics,
             unrouted_metrics: RouteMetrics::new(metrics, "", "", &[]),
             config,
+        }
+    }
+}
+
+/// The snapshot new requests get, replaced whole by a reload; background work watches for
+/// replacements to follow them.
+pub struct LiveSnapshot {
+    current: ArcSwap<Snapshot>,
+    generation: watch::Sender<u64>,
+}
+
+impl LiveSnapshot {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            generation: watch::Sender::new(0),
+        }
+    }
+
+    /// The snapshot now in force.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes `snapshot` for new requests and tells the watchers.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that changes on each [`LiveSnapshot::store`].
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+}
+
+/// Runs `spawn`'s tasks for the snapshot in force, again for each new one, until shutdown:
+/// background work (probes, name lookups) always follows the config that requests use.
+pub async fn per_snapshot<F>(live: &LiveSnapshot, mut shutdown: ShutdownWatch, spawn: F)
+where
+    F: Fn(&Arc<Snapshot>, &mut JoinSet<()>),
+{
+    let mut changes = live.watch();
+    loop {
+        // Dropping the set at the end of each turn aborts the old snapshot's tasks.
+        let mut tasks = JoinSet::new();
+        spawn(&live.load(), &mut tasks);
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

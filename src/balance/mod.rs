@@ -155,7 +155,12 @@ pub struct Server {
 }
 
 impl Server {
-    fn new(config: &UpstreamServer, timeouts: &Timeouts, metrics: ServerMetrics) -> Self {
+    fn new(
+        config: &UpstreamServer,
+        timeouts: &Timeouts,
+        metrics: ServerMetrics,
+        state: Option<Arc<ServerState>>,
+    ) -> Self {
         let mut peer_options = PeerOptions::new();
         peer_options.connection_timeout = Some(timeouts.connect);
         peer_options.read_timeout = Some(timeouts.read);
@@ -163,7 +168,7 @@ impl Server {
         Self {
             served_by: header_value(&config.addr),
             instance_id: header_value(&config.id),
-            state: Arc::new(ServerState::new(config.max_fails, config.fail_timeout)),
+            state: state.unwrap_or_default(),
             metrics,
             config: config.clone(),
             peer_options,
@@ -189,14 +194,18 @@ fn header_value(text: &str) -> HeaderValue {
 }
 
 impl Pool {
-    /// Builds the balancers for an upstream, with metric children from `metrics`.
-    pub fn new(upstream: &Upstream, metrics: &Metrics) -> Self {
+    /// Builds the balancers for an upstream, with metric children from `metrics`. Servers
+    /// that `previous` has under the same `addr` keep their live state.
+    pub fn new(upstream: &Upstream, metrics: &Metrics, previous: Option<&Pool>) -> Self {
         let servers: Vec<Server> = upstream
             .servers
             .iter()
             .map(|s| {
                 let server_metrics = ServerMetrics::new(metrics, &upstream.name, &s.addr);
-                Server::new(s, &upstream.timeouts, server_metrics)
+                let state = previous
+                    .and_then(|p| p.servers.iter().find(|o| o.config.addr == s.addr))
+                    .map(|o| Arc::clone(&o.state));
+                Server::new(s, &upstream.timeouts, server_metrics, state)
             })
             .collect();
         let addresses = Arc::new(ArcSwap::from_pointee(Addresses::new(
@@ -370,14 +379,19 @@ impl Pool {
     /// Records that a request to `server` failed for `reason`.
     pub fn record_failure(&self, server: usize, reason: &str) {
         let server = &self.servers[server];
-        if server.state.passive.record_failure() {
+        let config = &server.config;
+        if server
+            .state
+            .passive
+            .record_failure(config.max_fails, config.fail_timeout)
+        {
             log::info!(
                 "upstream {}: server {} failed {} time(s) within {:?} (last: {reason}); skipping it for {:?}",
                 self.name,
-                server.config.addr,
-                server.config.max_fails,
-                server.config.fail_timeout,
-                server.state.passive.fail_timeout()
+                config.addr,
+                config.max_fails,
+                config.fail_timeout,
+                config.fail_timeout
             );
         }
     }
@@ -400,7 +414,7 @@ mod tests {
 
     impl Pool {
         fn new_for_test(upstream: &Upstream) -> Pool {
-            Pool::new(upstream, &Metrics::new().unwrap())
+            Pool::new(upstream, &Metrics::new().unwrap(), None)
         }
     }
 

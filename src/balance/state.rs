@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The live state of one server.
-#[derive(Debug)]
+/// The live state of one server; a reload keeps it for servers that stay.
+#[derive(Debug, Default)]
 pub struct ServerState {
     /// Requests being served by the server.
     pub inflight: Inflight,
@@ -18,15 +18,6 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// A server that has not failed yet.
-    pub fn new(max_fails: u32, fail_timeout: Duration) -> Self {
-        Self {
-            inflight: Inflight::default(),
-            health: ActiveHealth::default(),
-            passive: PassiveFailures::new(max_fails, fail_timeout),
-        }
-    }
-
     /// Whether new requests may go to the server.
     pub fn ready(&self) -> bool {
         self.health.is_up() && !self.passive.is_failed()
@@ -46,6 +37,12 @@ struct Streak {
     probed: bool,
     last_ok: bool,
     length: u32,
+}
+
+impl Default for PassiveFailures {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Default for ActiveHealth {
@@ -108,11 +105,10 @@ impl ActiveHealth {
 }
 
 /// nginx's `max_fails`/`fail_timeout`: that many failures within `fail_timeout` take a server
-/// out for `fail_timeout`; then it is tried again.
+/// out for `fail_timeout`; then it is tried again. The two settings come with each failure, from
+/// the config in force, so a reload that changes them applies at once.
 #[derive(Debug)]
 pub struct PassiveFailures {
-    max_fails: u32,
-    fail_timeout: Duration,
     epoch: Instant,
     /// Milliseconds since `epoch` until which the server is out; 0 when it is in.
     failed_until: AtomicU64,
@@ -126,12 +122,10 @@ struct Window {
 }
 
 impl PassiveFailures {
-    /// `max_fails: 0` turns passive checks off.
-    pub fn new(max_fails: u32, fail_timeout: Duration) -> Self {
+    /// No failures yet.
+    pub fn new() -> Self {
         let now = Instant::now();
         Self {
-            max_fails,
-            fail_timeout,
             epoch: now,
             failed_until: AtomicU64::new(0),
             window: Mutex::new(Window {
@@ -151,22 +145,23 @@ impl PassiveFailures {
         until != 0 && self.now_ms() < until
     }
 
-    /// Records a failed attempt; returns true if it takes the server out.
-    pub fn record_failure(&self) -> bool {
-        if self.max_fails == 0 || self.is_failed() {
+    /// Records a failed attempt; returns true if it takes the server out. `max_fails: 0`
+    /// turns passive checks off.
+    pub fn record_failure(&self, max_fails: u32, fail_timeout: Duration) -> bool {
+        if max_fails == 0 || self.is_failed() {
             return false;
         }
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if window.started.elapsed() > self.fail_timeout {
+        if window.started.elapsed() > fail_timeout {
             window.started = Instant::now();
             window.count = 0;
         }
         window.count += 1;
-        if window.count < self.max_fails {
+        if window.count < max_fails {
             return false;
         }
         window.count = 0;
-        let until = self.now_ms() + self.fail_timeout.as_millis() as u64;
+        let until = self.now_ms() + fail_timeout.as_millis() as u64;
         self.failed_until.store(until.max(1), Ordering::Relaxed);
         true
     }
@@ -174,11 +169,6 @@ impl PassiveFailures {
     /// Ends a failure period early: the health check saw the server come back.
     pub fn clear(&self) {
         self.failed_until.store(0, Ordering::Relaxed);
-    }
-
-    /// How long a failed server stays out.
-    pub fn fail_timeout(&self) -> Duration {
-        self.fail_timeout
     }
 }
 
@@ -214,34 +204,35 @@ mod tests {
 
     #[test]
     fn max_fails_within_fail_timeout_takes_the_server_out() {
-        let passive = PassiveFailures::new(3, Duration::from_millis(200));
-        assert!(!passive.record_failure());
-        assert!(!passive.record_failure());
-        assert!(passive.record_failure());
+        let passive = PassiveFailures::new();
+        let fail = || passive.record_failure(3, Duration::from_millis(200));
+        assert!(!fail());
+        assert!(!fail());
+        assert!(fail());
         assert!(passive.is_failed());
         std::thread::sleep(Duration::from_millis(250));
         assert!(!passive.is_failed(), "tried again after fail_timeout");
-        assert!(!passive.record_failure());
-        assert!(!passive.record_failure());
-        assert!(passive.record_failure());
+        assert!(!fail());
+        assert!(!fail());
+        assert!(fail());
         passive.clear();
         assert!(!passive.is_failed(), "cleared");
     }
 
     #[test]
     fn failures_spread_wider_than_fail_timeout_do_not_add_up() {
-        let passive = PassiveFailures::new(2, Duration::from_millis(100));
-        assert!(!passive.record_failure());
+        let passive = PassiveFailures::new();
+        assert!(!passive.record_failure(2, Duration::from_millis(100)));
         std::thread::sleep(Duration::from_millis(150));
-        assert!(!passive.record_failure());
+        assert!(!passive.record_failure(2, Duration::from_millis(100)));
         assert!(!passive.is_failed());
     }
 
     #[test]
     fn max_fails_zero_never_fails() {
-        let passive = PassiveFailures::new(0, Duration::from_secs(10));
+        let passive = PassiveFailures::new();
         for _ in 0..10 {
-            assert!(!passive.record_failure());
+            assert!(!passive.record_failure(0, Duration::from_secs(10)));
         }
         assert!(!passive.is_failed());
     }

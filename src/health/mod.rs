@@ -1,10 +1,11 @@
 //! Active health checks, as a Pingora background service: each upstream with a
-//! `health_check` probes all its servers every `interval` and marks them up or down.
+//! `health_check` probes all its servers every `interval` and marks them up or down. After a
+//! reload the probes start over on the new snapshot.
 
 mod probe;
 
 use crate::balance::Pool;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -13,28 +14,27 @@ use tokio::task::JoinSet;
 
 /// Probes the servers of every upstream that has a health check.
 pub struct HealthChecker {
-    snapshot: Arc<Snapshot>,
+    live: Arc<LiveSnapshot>,
 }
 
 impl HealthChecker {
-    /// Checks the upstreams of `snapshot`.
-    pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        Self { snapshot }
+    /// Checks the upstreams of the snapshot in force.
+    pub fn new(live: Arc<LiveSnapshot>) -> Self {
+        Self { live }
     }
 }
 
 #[async_trait]
 impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut loops = JoinSet::new();
-        for index in 0..self.snapshot.pools.len() {
-            if self.snapshot.pools[index].health_check().is_some() {
-                loops.spawn(check_forever(Arc::clone(&self.snapshot), index));
+    async fn start(&self, shutdown: ShutdownWatch) {
+        per_snapshot(&self.live, shutdown, |snapshot, loops| {
+            for index in 0..snapshot.pools.len() {
+                if snapshot.pools[index].health_check().is_some() {
+                    loops.spawn(check_forever(Arc::clone(snapshot), index));
+                }
             }
-        }
-        // Probes stop with the process; nothing to finish.
-        let _ = shutdown.changed().await;
-        loops.abort_all();
+        })
+        .await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Per-server gauges read from the pools at scrape time.
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::LiveSnapshot;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts};
@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 /// Exports `edgeproxy_backend_inflight` and `edgeproxy_backend_up`, by upstream and backend.
 pub struct BackendCollector {
-    snapshot: Arc<Snapshot>,
+    live: Arc<LiveSnapshot>,
     inflight: IntGaugeVec,
     up: IntGaugeVec,
 }
 
 impl BackendCollector {
-    /// A collector over the pools of `snapshot`.
-    pub fn new(snapshot: Arc<Snapshot>) -> prometheus::Result<Self> {
+    /// A collector over the pools of the snapshot in force.
+    pub fn new(live: Arc<LiveSnapshot>) -> prometheus::Result<Self> {
         let inflight = IntGaugeVec::new(
             Opts::new(
                 "edgeproxy_backend_inflight",
@@ -30,11 +30,7 @@ impl BackendCollector {
             ),
             &["upstream", "backend"],
         )?;
-        Ok(Self {
-            snapshot,
-            inflight,
-            up,
-        })
+        Ok(Self { live, inflight, up })
     }
 }
 
@@ -50,7 +46,7 @@ impl Collector for BackendCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         self.inflight.reset();
         self.up.reset();
-        for pool in &self.snapshot.pools {
+        for pool in &self.live.load().pools {
             for server in pool.servers() {
                 let labels = [pool.name(), server.config.addr.as_str()];
                 let state = &server.state;

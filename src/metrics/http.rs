@@ -1,6 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::LiveSnapshot;
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -12,13 +12,13 @@ use std::sync::Arc;
 /// Serves the registry and the status page.
 pub struct MetricsApp {
     registry: Registry,
-    snapshot: Arc<Snapshot>,
+    live: Arc<LiveSnapshot>,
 }
 
 impl MetricsApp {
-    /// Serves `registry`, and the state of `snapshot`'s upstreams.
-    pub fn new(registry: Registry, snapshot: Arc<Snapshot>) -> Self {
-        Self { registry, snapshot }
+    /// Serves `registry`, and the state of the upstreams in force.
+    pub fn new(registry: Registry, live: Arc<LiveSnapshot>) -> Self {
+        Self { registry, live }
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
@@ -37,7 +37,8 @@ impl MetricsApp {
     /// Each upstream with its servers: what `docker compose ps` and `nginx -T` told together.
     fn status(&self) -> Response<Vec<u8>> {
         let upstreams: Vec<_> = self
-            .snapshot
+            .live
+            .load()
             .pools
             .iter()
             .map(|pool| {

@@ -9,7 +9,7 @@ mod backends;
 pub mod handles;
 mod http;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::LiveSnapshot;
 use pingora::apps::http_app::HttpServer;
 use pingora::services::listening::Service;
 use prometheus::process_collector::ProcessCollector;
@@ -138,21 +138,21 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// Adds the per-backend gauges read from `snapshot` at scrape time.
-    pub fn watch(&self, snapshot: Arc<Snapshot>) -> prometheus::Result<()> {
+    /// Adds the per-backend gauges read from the snapshot in force at scrape time.
+    pub fn watch(&self, live: Arc<LiveSnapshot>) -> prometheus::Result<()> {
         self.registry
-            .register(Box::new(backends::BackendCollector::new(snapshot)?))
+            .register(Box::new(backends::BackendCollector::new(live)?))
     }
 
     /// The HTTP service answering `GET /metrics` and `GET /status` on `listen`.
     pub fn service(
         &self,
         listen: SocketAddr,
-        snapshot: Arc<Snapshot>,
+        live: Arc<LiveSnapshot>,
     ) -> Service<HttpServer<http::MetricsApp>> {
         let mut service = Service::new(
             "metrics".to_string(),
-            HttpServer::new_app(http::MetricsApp::new(self.registry.clone(), snapshot)),
+            HttpServer::new_app(http::MetricsApp::new(self.registry.clone(), live)),
         );
         service.add_tcp(&listen.to_string());
         service

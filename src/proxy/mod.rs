@@ -10,7 +10,7 @@ use crate::cache::{self, ResponseCache};
 use crate::config::Route;
 use crate::inflight::{Inflight, InflightGuard};
 use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use http::header::HOST;
 use pingora::cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
@@ -24,19 +24,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The proxy service's logic.
 pub struct EdgeProxy {
-    snapshot: Arc<Snapshot>,
+    live: Arc<LiveSnapshot>,
     inflight: Inflight,
     cache: ResponseCache,
     access_log: AccessLog,
 }
 
 impl EdgeProxy {
-    /// A proxy serving `snapshot`, counting its requests in `inflight`, logging them to
-    /// `access_log`.
-    pub fn new(snapshot: Arc<Snapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
-        let cache = ResponseCache::new(snapshot.config.cache.max_size);
+    /// A proxy serving the snapshot in force, counting its requests in `inflight`, logging
+    /// them to `access_log`.
+    pub fn new(live: Arc<LiveSnapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
+        let cache = ResponseCache::new(live.load().config.cache.max_size);
         Self {
-            snapshot,
+            live,
             inflight,
             cache,
             access_log,
@@ -106,7 +106,7 @@ impl ProxyHttp for EdgeProxy {
             started_at: SystemTime::now(),
             health_check: false,
             _inflight: self.inflight.enter(),
-            snapshot: Arc::clone(&self.snapshot),
+            snapshot: self.live.load(),
             route: None,
             server: None,
             tried: Vec::new(),

@@ -155,6 +155,8 @@ pub struct Proxy {
     pub dir: TempDir,
     /// The process.
     pub child: ChildGuard,
+    /// The `server:` section the config started with, kept across reloads.
+    head: String,
 }
 
 impl Proxy {
@@ -162,9 +164,10 @@ impl Proxy {
     /// it answers HTTP. `server` holds extra `server:` keys, one per line.
     pub fn start_with(server: &str, body: &str) -> Proxy {
         let port = free_port();
-        let config =
-            format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n{server}\n{body}");
-        Self::start_config(port, &config)
+        let head = format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n{server}\n");
+        let mut proxy = Self::start_config(port, &format!("{head}{body}"));
+        proxy.head = head;
+        proxy
     }
 
     /// Starts edgeproxy with `body`, default server settings.
@@ -192,7 +195,39 @@ impl Proxy {
         // Any answer will do: a test may move the health path and proxy this one to a dead
         // server.
         wait_ready(&mut child, port, "/edge-health", None, "edgeproxy");
-        Proxy { port, dir, child }
+        Proxy {
+            port,
+            dir,
+            child,
+            head: String::new(),
+        }
+    }
+
+    /// Replaces the config (keeping the `server:` section) and sends SIGHUP; returns once the
+    /// proxy logged the outcome, true if the reload was taken.
+    pub fn reload(&self, body: &str) -> bool {
+        let outcomes =
+            |log: &str| log.matches("reloaded ").count() + log.matches("reload failed").count();
+        let before = outcomes(&self.log());
+        std::fs::write(
+            self.dir.path().join("edgeproxy.yaml"),
+            format!("{}{body}", self.head),
+        )
+        .expect("write config");
+        self.child.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if outcomes(&log) > before {
+                let last = log.lines().rev().find(|l| l.contains("reload"));
+                return last.is_some_and(|l| l.contains("reloaded "));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.

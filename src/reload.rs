@@ -1,0 +1,111 @@
+//! Reloading the config on SIGHUP without dropping traffic: the file is validated exactly as
+//! `edgeproxy check` does, then a new snapshot is published for new requests while requests in
+//! flight finish on theirs. A file that fails validation changes nothing.
+
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::snapshot::{LiveSnapshot, Snapshot};
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Waits for SIGHUP and reloads.
+pub struct Reloader {
+    path: PathBuf,
+    live: Arc<LiveSnapshot>,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// Reloads `path` into `live`, counting in `metrics`.
+    pub fn new(path: PathBuf, live: Arc<LiveSnapshot>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            path,
+            live,
+            metrics,
+        }
+    }
+
+    /// Reads the file again and, if it is valid, puts it in force.
+    pub fn reload(&self) {
+        let mut config = match config::load(&self.path) {
+            Ok(config) => config,
+            Err(e) => {
+                log::error!("reload failed, the running config stays in force: {e}");
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                return;
+            }
+        };
+        let old = self.live.load();
+        for key in keep_restart_only(&old.config, &mut config) {
+            log::warn!("reload: {key} changed, which takes a restart; the running value stays");
+        }
+        let upstreams = config.upstreams.len();
+        let routes = config.routes.len();
+        self.live
+            .store(Snapshot::new(config, &self.metrics, Some(&old)));
+        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+        log::info!(
+            "reloaded {}: {upstreams} upstream(s), {routes} route(s)",
+            self.path.display()
+        );
+    }
+}
+
+/// Puts back the running values of settings a reload cannot change (sockets, threads, the
+/// cache and log writers made at start), and names those that differed.
+fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let (was, now) = (&running.server, &mut new.server);
+    if was.listen != now.listen {
+        changed.push("server.listen");
+        now.listen.clone_from(&was.listen);
+    }
+    if was.threads != now.threads {
+        changed.push("server.threads");
+        now.threads = was.threads;
+    }
+    if was.grace_period != now.grace_period {
+        changed.push("server.grace_period");
+        now.grace_period = was.grace_period;
+    }
+    if was.access_log != now.access_log || was.access_log_format != now.access_log_format {
+        changed.push("server.access_log");
+        now.access_log.clone_from(&was.access_log);
+        now.access_log_format = was.access_log_format;
+    }
+    if running.metrics != new.metrics {
+        changed.push("metrics.listen");
+        new.metrics.clone_from(&running.metrics);
+    }
+    if running.cache != new.cache {
+        changed.push("cache.max_size");
+        new.cache = running.cache;
+    }
+    changed
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP, reloads are off: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = hangups.recv() => self.reload(),
+            }
+        }
+    }
+}
