@@ -1,4 +1,5 @@
-//! The command line: `edgeproxy -c FILE` runs, `edgeproxy check -c FILE` validates.
+//! The command line: `edgeproxy -c FILE` runs, `edgeproxy check -c FILE` validates,
+//! `edgeproxy reload -c FILE` validates and makes the running process reload.
 
 use crate::access_log;
 use crate::config::{self, AccessLogTarget, Config};
@@ -28,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Validate the config file and exit, like `nginx -t`: 0 if valid, 1 if not.
     Check,
+    /// Validate the config file, then tell the running edgeproxy (found through
+    /// `server.pid_file`) to reload it, like `nginx -s reload`.
+    Reload,
 }
 
 /// Runs what the command line asks for.
@@ -41,6 +45,19 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(&cli.config, &config),
+        Some(Command::Reload) => match signal_reload(&config) {
+            Ok(pid) => {
+                println!(
+                    "edgeproxy: {} is valid; asked process {pid} to reload",
+                    cli.config.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgeproxy: error: {}: {e}", cli.config.display());
+                ExitCode::FAILURE
+            }
+        },
         None => match crate::server::run(config, &cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -89,6 +106,41 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
         summary(config)
     );
     ExitCode::SUCCESS
+}
+
+/// Sends SIGHUP to the process named by `server.pid_file`, once sure it is an edgeproxy: a
+/// stale pid file may name some other process by now.
+fn signal_reload(config: &Config) -> Result<i32, String> {
+    let pid_file = config.server.pid_file.as_ref().ok_or(
+        "server.pid_file is not set, so the running process cannot be found; set it, or send SIGHUP to the process yourself",
+    )?;
+    let text = std::fs::read_to_string(pid_file).map_err(|e| {
+        format!(
+            "server.pid_file: cannot read {}: {e}; is edgeproxy running?",
+            pid_file.display()
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| format!("{} does not hold a process id", pid_file.display()))?;
+    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&command).contains("edgeproxy") {
+        return Err(format!(
+            "process {pid} from {} is not a running edgeproxy; the pid file is stale",
+            pid_file.display()
+        ));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(pid)
 }
 
 fn summary(config: &Config) -> String {

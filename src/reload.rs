@@ -8,8 +8,9 @@ use crate::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Waits for SIGHUP and reloads.
@@ -71,6 +72,11 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
         changed.push("server.threads");
         now.threads = was.threads;
     }
+    if was.pid_file != now.pid_file || was.watch != now.watch {
+        changed.push("server.pid_file/server.watch");
+        now.pid_file.clone_from(&was.pid_file);
+        now.watch = was.watch;
+    }
     if was.grace_period != now.grace_period {
         changed.push("server.grace_period");
         now.grace_period = was.grace_period;
@@ -91,6 +97,15 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     changed
 }
 
+/// How often `watch: true` looks at the file.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a config file looks like from outside: a change to either means it was written.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -101,10 +116,26 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
+        let watch = self.live.load().config.server.watch;
+        let mut ticker = tokio::time::interval(WATCH_EVERY);
+        let mut seen = file_stamp(&self.path);
+        let mut pending = false;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = hangups.recv() => self.reload(),
+                _ = ticker.tick(), if watch => {
+                    // Debounced: reload once the file has stopped changing for one look, so
+                    // an editor's several writes make one reload.
+                    let now = file_stamp(&self.path);
+                    if now != seen {
+                        seen = now;
+                        pending = true;
+                    } else if pending {
+                        pending = false;
+                        self.reload();
+                    }
+                }
             }
         }
     }

@@ -27,6 +27,10 @@ pub fn run(config: Config, path: &Path) -> Result<(), String> {
     if let Some(problem) = problems.first() {
         return Err(problem.describe());
     }
+    if let Some(pid_file) = &config.server.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("server.pid_file: cannot write {}: {e}", pid_file.display()))?;
+    }
 
     let settings = config.server.clone();
     let conf = ServerConf {

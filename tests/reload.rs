@@ -192,3 +192,113 @@ routes:
     }
     assert_eq!(metric(metrics_port, &silent_up).await, Some(0.0));
 }
+
+/// Instances answering 20 requests in a row.
+async fn answers(proxy: &Proxy) -> BTreeMap<String, usize> {
+    let http = client();
+    let mut seen = BTreeMap::new();
+    for _ in 0..20 {
+        *seen
+            .entry(instance(&http.get(proxy.url("/")).send().await.unwrap()))
+            .or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn watch_reloads_when_the_file_changes() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let metrics_port = free_port();
+    let proxy = Proxy::start_with("  watch: true", &config(metrics_port, &[(&b1, 1)]));
+    proxy.rewrite(&config(metrics_port, &[(&b2, 1)]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while answers(&proxy).await.get("2") != Some(&20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(proxy.log().contains("reloaded "));
+}
+
+fn edgeproxy(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_reload_command_checks_the_file_then_signals_the_running_process() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let metrics_port = free_port();
+    let pid_dir = tempfile::tempdir().unwrap();
+    let pid_file = pid_dir.path().join("edgeproxy.pid");
+    let proxy = Proxy::start_with(
+        &format!("  pid_file: {}", pid_file.display()),
+        &config(metrics_port, &[(&b1, 1)]),
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, proxy.child.pid());
+    let path = proxy.config_path();
+    let path = path.to_str().unwrap();
+
+    // An invalid file is refused before anything is signalled.
+    proxy.rewrite(&config(metrics_port, &[(&b2, 0)]));
+    let out = edgeproxy(&["reload", "-c", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid weight 0"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(
+            metrics_port,
+            "edgeproxy_config_reloads_total{result=\"error\"}"
+        )
+        .await,
+        Some(0.0)
+    );
+    assert_eq!(answers(&proxy).await.get("1"), Some(&20));
+
+    proxy.rewrite(&config(metrics_port, &[(&b2, 1)]));
+    let out = edgeproxy(&["reload", "-c", path]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("asked process {pid} to reload"))
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while answers(&proxy).await.get("2") != Some(&20) {
+        assert!(std::time::Instant::now() < deadline, "not reloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn the_reload_command_needs_a_pid_file_that_names_an_edgeproxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "upstreams: { app: { servers: [ { addr: 127.0.0.1:1 } ] } }\nroutes: [ { path: /, upstream: app } ]\n";
+    let path = dir.path().join("edgeproxy.yaml");
+    std::fs::write(&path, body).unwrap();
+    let out = edgeproxy(&["reload", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.pid_file is not set"));
+
+    // A pid file left behind that names another process (pid 1 is never an edgeproxy here).
+    let pid_file = dir.path().join("stale.pid");
+    std::fs::write(&pid_file, "1\n").unwrap();
+    std::fs::write(
+        &path,
+        format!("server: {{ pid_file: {} }}\n{body}", pid_file.display()),
+    )
+    .unwrap();
+    let out = edgeproxy(&["reload", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a running edgeproxy"),
+        "{out:?}"
+    );
+}

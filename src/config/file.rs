@@ -33,6 +33,9 @@ pub struct FileServer {
     pub access_log: Option<String>,
     #[serde(default)]
     pub access_log_format: AccessLogFormat,
+    pub pid_file: Option<String>,
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// `metrics:`

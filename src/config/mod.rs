@@ -45,6 +45,10 @@ pub struct ServerSettings {
     pub access_log: AccessLogTarget,
     /// How access-log lines look.
     pub access_log_format: AccessLogFormat,
+    /// Where the process id is written, for `edgeproxy reload`.
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Reload when the config file changes.
+    pub watch: bool,
 }
 
 /// `server.access_log`.

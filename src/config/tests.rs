@@ -640,3 +640,19 @@ fn access_log_keys_are_read_and_checked() {
         "unknown variant `main`",
     );
 }
+
+#[test]
+fn pid_file_and_watch_are_read_and_checked() {
+    let with = |server: &str| format!("server: {{ {server} }}\n{MINIMAL}");
+    let config = parse_ok(MINIMAL);
+    assert_eq!((config.server.pid_file, config.server.watch), (None, false));
+    let config = parse_ok(&with("pid_file: /run/edgeproxy.pid, watch: true"));
+    assert_eq!(config.server.pid_file, Some("/run/edgeproxy.pid".into()));
+    assert!(config.server.watch);
+    assert_err(
+        &with("pid_file: edgeproxy.pid"),
+        "server.pid_file",
+        "absolute path",
+    );
+    assert_err(&with("watch: sometimes"), "server", "invalid type");
+}

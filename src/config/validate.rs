@@ -119,6 +119,16 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
             ))
         }
     };
+    let pid_file = match file.pid_file.as_deref().map(str::trim) {
+        None => None,
+        Some(path) if path.starts_with('/') => Some(path.into()),
+        Some(other) => {
+            return Err(ConfigError::at_key(
+                "server.pid_file",
+                format!("`{other}` is not an absolute path, such as /run/edgeproxy/edgeproxy.pid"),
+            ))
+        }
+    };
     Ok(ServerSettings {
         listen,
         threads,
@@ -126,6 +136,8 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         grace_period: file.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
         access_log,
         access_log_format: file.access_log_format,
+        pid_file,
+        watch: file.watch,
     })
 }
 

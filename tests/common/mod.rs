@@ -203,17 +203,23 @@ impl Proxy {
         }
     }
 
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("edgeproxy.yaml")
+    }
+
+    /// Replaces the config file, keeping its `server:` section; signals nothing.
+    pub fn rewrite(&self, body: &str) {
+        std::fs::write(self.config_path(), format!("{}{body}", self.head)).expect("write config");
+    }
+
     /// Replaces the config (keeping the `server:` section) and sends SIGHUP; returns once the
     /// proxy logged the outcome, true if the reload was taken.
     pub fn reload(&self, body: &str) -> bool {
         let outcomes =
             |log: &str| log.matches("reloaded ").count() + log.matches("reload failed").count();
         let before = outcomes(&self.log());
-        std::fs::write(
-            self.dir.path().join("edgeproxy.yaml"),
-            format!("{}{body}", self.head),
-        )
-        .expect("write config");
+        self.rewrite(body);
         self.child.signal("HUP");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
