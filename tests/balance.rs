@@ -278,13 +278,13 @@ routes:
         "edgeproxy_backend_inflight{{backend=\"127.0.0.1:{dead_port}\",upstream=\"dead\"}}"
     );
 
-    // 20 requests that the client abandons, 20 that complete, 20 that fail at once, 5 that
-    // the backend answers with 500.
+    // 20 requests that the client abandons, 20 slow ones that complete, 20 that fail at once,
+    // 5 that the backend answers with 500.
     let mut tasks = Vec::new();
     for i in 0..65 {
         let (url, abort) = match i {
             0..20 => (proxy.url("/slow?ms=3000"), true),
-            20..40 => (proxy.url("/slow?ms=500"), false),
+            20..40 => (proxy.url("/slow?ms=1500"), false),
             40..60 => (proxy.url("/dead/x"), false),
             _ => (proxy.url("/status/500"), false),
         };
@@ -297,8 +297,13 @@ routes:
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let busy = metric(metrics_port, &gauge).await.unwrap();
+    // The 20 requests that complete stay in flight for 1.5 s: the gauge must see them.
+    let mut busy = 0.0;
+    let deadline = std::time::Instant::now() + Duration::from_millis(1200);
+    while busy < 20.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        busy = metric(metrics_port, &gauge).await.unwrap();
+    }
     assert!(
         busy >= 20.0,
         "the gauge should see the requests in flight, saw {busy}"

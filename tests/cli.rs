@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, free_port, upstream, Backend, Proxy};
+use common::{client, free_port, upstream, wait_inflight, Backend, Proxy};
 use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -139,22 +139,25 @@ fn run_refuses_to_start_on_a_port_in_use() {
     );
 }
 
-fn proxy_with_grace(backend: &Backend, grace: &str) -> Proxy {
-    Proxy::start_with(
+/// A proxy with this grace period in front of `backend`; its metrics port comes second.
+fn proxy_with_grace(backend: &Backend, grace: &str) -> (Proxy, u16) {
+    let metrics_port = free_port();
+    let proxy = Proxy::start_with(
         &format!("  grace_period: {grace}"),
         &format!(
-            "{}routes:\n  - {{ path: /, upstream: app }}\n",
+            "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\n{}routes:\n  - {{ path: /, upstream: app }}\n",
             upstream(&[backend], &[1])
         ),
-    )
+    );
+    (proxy, metrics_port)
 }
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period() {
     let backend = Backend::start("1");
-    let mut proxy = proxy_with_grace(&backend, "5s");
+    let (mut proxy, metrics_port) = proxy_with_grace(&backend, "5s");
     let slow = tokio::spawn(client().get(proxy.url("/slow?ms=1000")).send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_inflight(metrics_port, &backend, 1.0).await;
 
     let signalled = Instant::now();
     proxy.child.signal("TERM");
@@ -184,9 +187,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period(
 #[tokio::test]
 async fn sigterm_gives_up_on_requests_longer_than_the_grace_period() {
     let backend = Backend::start("1");
-    let mut proxy = proxy_with_grace(&backend, "700ms");
+    let (mut proxy, metrics_port) = proxy_with_grace(&backend, "700ms");
     let slow = tokio::spawn(client().get(proxy.url("/slow?ms=10000")).send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_inflight(metrics_port, &backend, 1.0).await;
 
     let signalled = Instant::now();
     proxy.child.signal("TERM");
@@ -209,7 +212,7 @@ async fn sigterm_gives_up_on_requests_longer_than_the_grace_period() {
 #[tokio::test]
 async fn sigterm_on_an_idle_proxy_exits_at_once() {
     let backend = Backend::start("1");
-    let mut proxy = proxy_with_grace(&backend, "10s");
+    let (mut proxy, _) = proxy_with_grace(&backend, "10s");
     let signalled = Instant::now();
     proxy.child.signal("TERM");
     let status = proxy
@@ -227,9 +230,9 @@ async fn sigterm_on_an_idle_proxy_exits_at_once() {
 #[tokio::test]
 async fn sigint_exits_fast_even_with_requests_in_flight() {
     let backend = Backend::start("1");
-    let mut proxy = proxy_with_grace(&backend, "10s");
+    let (mut proxy, metrics_port) = proxy_with_grace(&backend, "10s");
     let _slow = tokio::spawn(client().get(proxy.url("/slow?ms=10000")).send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_inflight(metrics_port, &backend, 1.0).await;
     let signalled = Instant::now();
     proxy.child.signal("INT");
     proxy

@@ -143,7 +143,7 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
     let metrics_port = free_port();
     let proxy = Proxy::start(&config(metrics_port, &[(&b1, 1)]));
     let slow = tokio::spawn(client().get(proxy.url("/slow?ms=800")).send());
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    common::wait_inflight(metrics_port, &b1, 1.0).await;
     assert!(
         proxy.reload(&config(metrics_port, &[(&b2, 1)])),
         "swap server 1 for 2"

@@ -361,6 +361,24 @@ pub async fn metric(port: u16, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Waits until the proxy counts `n` requests in flight to `backend` of upstream `app`, so a
+/// test acts only once its request has really arrived.
+pub async fn wait_inflight(metrics_port: u16, backend: &Backend, n: f64) {
+    let gauge = format!(
+        "edgeproxy_backend_inflight{{backend=\"{}\",upstream=\"app\"}}",
+        backend.addr()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(metrics_port, &gauge).await != Some(n) {
+        assert!(
+            Instant::now() < deadline,
+            "never {n} in flight to {}",
+            backend.addr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An HTTP client that keeps connections alive, like a browser.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
