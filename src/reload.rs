@@ -64,37 +64,64 @@ impl Reloader {
 fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let (was, now) = (&running.server, &mut new.server);
-    if was.listen != now.listen {
-        changed.push("server.listen");
-        now.listen.clone_from(&was.listen);
-    }
-    if was.threads != now.threads {
-        changed.push("server.threads");
-        now.threads = was.threads;
-    }
-    if was.pid_file != now.pid_file || was.watch != now.watch {
-        changed.push("server.pid_file/server.watch");
-        now.pid_file.clone_from(&was.pid_file);
-        now.watch = was.watch;
-    }
-    if was.grace_period != now.grace_period {
-        changed.push("server.grace_period");
-        now.grace_period = was.grace_period;
-    }
-    if was.access_log != now.access_log || was.access_log_format != now.access_log_format {
-        changed.push("server.access_log");
-        now.access_log.clone_from(&was.access_log);
-        now.access_log_format = was.access_log_format;
-    }
-    if running.metrics != new.metrics {
-        changed.push("metrics.listen");
-        new.metrics.clone_from(&running.metrics);
-    }
-    if running.cache != new.cache {
-        changed.push("cache.max_size");
-        new.cache = running.cache;
-    }
+    keep(&mut changed, "server.listen", &was.listen, &mut now.listen);
+    keep(
+        &mut changed,
+        "server.threads",
+        &was.threads,
+        &mut now.threads,
+    );
+    keep(
+        &mut changed,
+        "server.pid_file",
+        &was.pid_file,
+        &mut now.pid_file,
+    );
+    keep(&mut changed, "server.watch", &was.watch, &mut now.watch);
+    keep(
+        &mut changed,
+        "server.grace_period",
+        &was.grace_period,
+        &mut now.grace_period,
+    );
+    keep(
+        &mut changed,
+        "server.access_log",
+        &was.access_log,
+        &mut now.access_log,
+    );
+    keep(
+        &mut changed,
+        "server.access_log_format",
+        &was.access_log_format,
+        &mut now.access_log_format,
+    );
+    keep(
+        &mut changed,
+        "metrics.listen",
+        &running.metrics,
+        &mut new.metrics,
+    );
+    keep(
+        &mut changed,
+        "cache.max_size",
+        &running.cache,
+        &mut new.cache,
+    );
     changed
+}
+
+/// Restores `running` into `new` if they differ, noting `key`.
+fn keep<T: PartialEq + Clone>(
+    changed: &mut Vec<&'static str>,
+    key: &'static str,
+    running: &T,
+    new: &mut T,
+) {
+    if running != new {
+        changed.push(key);
+        new.clone_from(running);
+    }
 }
 
 /// How often `watch: true` looks at the file.

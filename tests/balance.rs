@@ -7,20 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// An upstream `app` over `backends` with `balance` and weights, routed at `/`, plus a
-/// metrics listener on `metrics_port`.
 fn config(balance: &str, backends: &[(&Backend, u16)], metrics_port: u16) -> String {
-    let mut yaml = format!(
-        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\nupstreams:\n  app:\n    balance: {balance}\n    servers:\n"
-    );
-    for (backend, weight) in backends {
-        yaml.push_str(&format!(
-            "      - {{ addr: \"{}\", id: \"{}\", weight: {weight} }}\n",
-            backend.addr(),
-            backend.id
-        ));
-    }
-    yaml + "routes:\n  - { path: /, upstream: app }\n"
+    common::metrics_and_app(metrics_port, balance, backends)
 }
 
 /// Sends `clients × per_client` requests to `path`, `clients` at a time, and counts the

@@ -7,17 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn config(metrics_port: u16, servers: &[(&Backend, u16)]) -> String {
-    let mut yaml = format!(
-        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\nupstreams:\n  app:\n    servers:\n"
-    );
-    for (backend, weight) in servers {
-        yaml.push_str(&format!(
-            "      - {{ addr: \"{}\", id: \"{}\", weight: {weight} }}\n",
-            backend.addr(),
-            backend.id
-        ));
-    }
-    yaml + "routes:\n  - { path: /, upstream: app }\n"
+    common::metrics_and_app(metrics_port, "round_robin", servers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

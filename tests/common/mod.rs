@@ -268,6 +268,22 @@ impl Proxy {
     }
 }
 
+/// A metrics listener on `metrics_port` and an upstream `app` over `servers` (with weights)
+/// balanced by `balance`, routed at `/`.
+pub fn metrics_and_app(metrics_port: u16, balance: &str, servers: &[(&Backend, u16)]) -> String {
+    let mut yaml = format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\nupstreams:\n  app:\n    balance: {balance}\n    servers:\n"
+    );
+    for (backend, weight) in servers {
+        yaml.push_str(&format!(
+            "      - {{ addr: \"{}\", id: \"{}\", weight: {weight} }}\n",
+            backend.addr(),
+            backend.id
+        ));
+    }
+    yaml + "routes:\n  - { path: /, upstream: app }\n"
+}
+
 /// An upstream block named `app` over these backends with these weights.
 pub fn upstream(backends: &[&Backend], weights: &[u16]) -> String {
     let mut yaml = String::from("upstreams:\n  app:\n    servers:\n");
