@@ -19,6 +19,11 @@ pub struct Cli {
     #[arg(short = 'c', long = "config", global = true, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
+    /// Take the listening sockets over from the running edgeproxy (start this one, then send
+    /// the old one SIGQUIT): a binary upgrade that refuses no connection.
+    #[arg(short = 'u', long = "upgrade")]
+    pub upgrade: bool,
+
     /// What to do; without one, run the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -58,7 +63,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => match crate::server::run(config, &cli.config) {
+        None => match crate::server::run(config, &cli.config, cli.upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("edgeproxy: error: {}: {e}", cli.config.display());

@@ -80,6 +80,12 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     keep(&mut changed, "server.watch", &was.watch, &mut now.watch);
     keep(
         &mut changed,
+        "server.upgrade_sock",
+        &was.upgrade_sock,
+        &mut now.upgrade_sock,
+    );
+    keep(
+        &mut changed,
         "server.grace_period",
         &was.grace_period,
         &mut now.grace_period,

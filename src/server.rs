@@ -13,7 +13,7 @@ use crate::resolver::Resolver;
 use crate::shutdown::Signals;
 use crate::snapshot::{LiveSnapshot, Snapshot};
 use pingora::proxy::http_proxy;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
@@ -21,11 +21,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Runs the proxy with `config`, read from `path`, until a signal stops it; SIGHUP reloads
-/// `path`. Returns an error, before anything starts, when a listening address cannot be bound.
-pub fn run(config: Config, path: &Path) -> Result<(), String> {
-    let problems = listeners::probe(config.listeners());
-    if let Some(problem) = problems.first() {
-        return Err(problem.describe());
+/// `path`. With `upgrade`, the listening sockets are taken over from the running edgeproxy
+/// instead of bound. Returns an error, before anything starts, when a listening address
+/// cannot be bound.
+pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
+    if !upgrade {
+        let problems = listeners::probe(config.listeners());
+        if let Some(problem) = problems.first() {
+            return Err(problem.describe());
+        }
     }
     if let Some(pid_file) = &config.server.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
@@ -39,9 +43,14 @@ pub fn run(config: Config, path: &Path) -> Result<(), String> {
         // grace period; Pingora's own timer counts whole seconds.
         grace_period_seconds: Some(settings.grace_period.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let inflight = Inflight::default();
@@ -92,8 +101,9 @@ pub fn run(config: Config, path: &Path) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let phases = server.watch_execution_phase();
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals::new(inflight, settings.grace_period)),
+        shutdown_signal: Box::new(Signals::new(inflight, settings.grace_period, phases)),
     });
     Ok(())
 }

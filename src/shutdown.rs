@@ -1,15 +1,19 @@
-//! Signal handling. SIGINT stops at once; SIGTERM stops accepting and exits as soon as the requests in flight are done, or when
-//! `server.grace_period` runs out, whichever comes first.
+//! Signal handling. SIGINT stops at once. SIGTERM stops accepting and exits as soon as the
+//! requests in flight are done, or when `server.grace_period` runs out, whichever comes first.
+//! SIGQUIT first hands the listening sockets to a new process started with `-u`, then does
+//! the same.
 //!
 //! Pingora alone would always sleep the whole grace period, in whole seconds, even with
 //! nothing in flight; a deploy that waits 10 s per instance for nothing is what this avoids.
 
 use crate::inflight::Inflight;
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// How often a draining process looks at the in-flight count.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
@@ -18,25 +22,44 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 pub struct Signals {
     inflight: Inflight,
     grace_period: Duration,
+    phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
 impl Signals {
-    /// Signals for a server whose requests are counted by `inflight`.
-    pub fn new(inflight: Inflight, grace_period: Duration) -> Self {
+    /// Signals for a server whose requests are counted by `inflight`; `phases` is the
+    /// server's execution phase feed, which says when its listeners have closed.
+    pub fn new(
+        inflight: Inflight,
+        grace_period: Duration,
+        phases: broadcast::Receiver<ExecutionPhase>,
+    ) -> Self {
         Self {
             inflight,
             grace_period,
+            phases: Mutex::new(Some(phases)),
         }
     }
 
-    /// Exits the process once nothing is in flight, or at the deadline. Runs on its own thread
-    /// because Pingora's main thread is asleep in its own grace period meanwhile.
+    /// Once Pingora has closed the listeners (at once on SIGTERM, after the socket hand-over
+    /// on SIGQUIT), exits the process when nothing is in flight, or at the end of the grace
+    /// period. Runs on its own thread because Pingora's main thread sleeps meanwhile.
     fn spawn_drain(&self) {
+        let Some(mut phases) = self.phases.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
         let inflight = self.inflight.clone();
-        let deadline = Instant::now() + self.grace_period;
+        let grace_period = self.grace_period;
         thread::spawn(move || {
-            // Two idle polls in a row: a request accepted just before the listeners closed has
-            // had time to be counted.
+            loop {
+                match phases.blocking_recv() {
+                    Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+            let deadline = Instant::now() + grace_period;
+            // Two idle polls in a row: a request accepted just before the listeners closed
+            // has had time to be counted.
             let mut idle_polls = 0;
             while idle_polls < 2 {
                 if Instant::now() >= deadline {
@@ -67,9 +90,10 @@ fn exit() -> ! {
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
         ) else {
             log::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
@@ -83,6 +107,11 @@ impl ShutdownSignalWatch for Signals {
                 );
                 self.spawn_drain();
                 ShutdownSignal::GracefulTerminate
+            }
+            _ = quit.recv() => {
+                log::info!("SIGQUIT: handing the listening sockets to the new process");
+                self.spawn_drain();
+                ShutdownSignal::GracefulUpgrade
             }
             _ = int.recv() => ShutdownSignal::FastShutdown,
         }

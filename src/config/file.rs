@@ -34,6 +34,7 @@ pub struct FileServer {
     #[serde(default)]
     pub access_log_format: AccessLogFormat,
     pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
     #[serde(default)]
     pub watch: bool,
 }

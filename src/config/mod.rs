@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub access_log_format: AccessLogFormat,
     /// Where the process id is written, for `edgeproxy reload`.
     pub pid_file: Option<std::path::PathBuf>,
+    /// The Unix socket listening sockets are handed over on during a binary upgrade.
+    pub upgrade_sock: std::path::PathBuf,
     /// Reload when the config file changes.
     pub watch: bool,
 }

@@ -656,3 +656,22 @@ fn pid_file_and_watch_are_read_and_checked() {
     );
     assert_err(&with("watch: sometimes"), "server", "invalid type");
 }
+
+#[test]
+fn upgrade_sock_is_read_and_checked() {
+    let with = |server: &str| format!("server: {{ {server} }}\n{MINIMAL}");
+    assert_eq!(
+        parse_ok(MINIMAL).server.upgrade_sock,
+        std::path::PathBuf::from("/tmp/edgeproxy_upgrade.sock")
+    );
+    let config = parse_ok(&with("upgrade_sock: /run/edgeproxy/upgrade.sock"));
+    assert_eq!(
+        config.server.upgrade_sock,
+        std::path::PathBuf::from("/run/edgeproxy/upgrade.sock")
+    );
+    assert_err(
+        &with("upgrade_sock: upgrade.sock"),
+        "server.upgrade_sock",
+        "absolute path",
+    );
+}

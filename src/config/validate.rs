@@ -12,6 +12,7 @@ use std::time::Duration;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_HEALTH_PATH: &str = "/edge-health";
+const DEFAULT_UPGRADE_SOCK: &str = "/tmp/edgeproxy_upgrade.sock";
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 const MAX_THREADS: usize = 1024;
 /// nginx's defaults for passive failure detection.
@@ -119,16 +120,17 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
             ))
         }
     };
-    let pid_file = match file.pid_file.as_deref().map(str::trim) {
-        None => None,
-        Some(path) if path.starts_with('/') => Some(path.into()),
-        Some(other) => {
-            return Err(ConfigError::at_key(
-                "server.pid_file",
-                format!("`{other}` is not an absolute path, such as /run/edgeproxy/edgeproxy.pid"),
-            ))
-        }
+    let absolute = |key: &str, value: Option<&str>| match value.map(str::trim) {
+        None => Ok(None),
+        Some(path) if path.starts_with('/') => Ok(Some(std::path::PathBuf::from(path))),
+        Some(other) => Err(ConfigError::at_key(
+            key,
+            format!("`{other}` is not an absolute path, such as /run/edgeproxy/edgeproxy.pid"),
+        )),
     };
+    let pid_file = absolute("server.pid_file", file.pid_file.as_deref())?;
+    let upgrade_sock = absolute("server.upgrade_sock", file.upgrade_sock.as_deref())?
+        .unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into());
     Ok(ServerSettings {
         listen,
         threads,
@@ -137,6 +139,7 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         access_log,
         access_log_format: file.access_log_format,
         pid_file,
+        upgrade_sock,
         watch: file.watch,
     })
 }
