@@ -194,3 +194,23 @@ async fn a_backend_that_never_answers_gives_a_504_at_read_timeout() {
         "took {elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn http2_upstreams_get_h2c_and_others_http_1_1() {
+    let b1 = Backend::start_with("1", &["--h2c"]);
+    let version = |http2: bool| {
+        let proxy = Proxy::start(&format!(
+            "upstreams:\n  app:\n    http2: {http2}\n    servers: [ {{ addr: \"{}\" }} ]\n{ROUTE_ALL}",
+            b1.addr()
+        ));
+        async move {
+            let resp = client().get(proxy.url("/echo")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(header(&resp, "x-instance-id"), "1");
+            let echo: serde_json::Value = resp.json().await.unwrap();
+            echo["version"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(version(true).await, "HTTP/2.0");
+    assert_eq!(version(false).await, "HTTP/1.1");
+}

@@ -10,8 +10,7 @@ pub use key::request_key;
 pub use state::ServerState;
 
 use crate::config::{
-    preferred_address, Balance, HashKey, HealthCheck, Timeouts, Upstream, UpstreamServer,
-    WhenAllDown,
+    preferred_address, Balance, HashKey, HealthCheck, Upstream, UpstreamServer, WhenAllDown,
 };
 use crate::inflight::InflightGuard;
 use crate::metrics::handles::ServerMetrics;
@@ -22,6 +21,7 @@ use http::HeaderValue;
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::protocols::ALPN;
 use pingora::upstreams::peer::{HttpPeer, PeerOptions};
 use prometheus::IntCounter;
 use selector::{Selector, SelectorConfig};
@@ -157,11 +157,16 @@ pub struct Server {
 impl Server {
     fn new(
         config: &UpstreamServer,
-        timeouts: &Timeouts,
+        upstream: &Upstream,
         metrics: ServerMetrics,
         state: Option<Arc<ServerState>>,
     ) -> Self {
+        let timeouts = &upstream.timeouts;
         let mut peer_options = PeerOptions::new();
+        if upstream.http2 {
+            // Over plain TCP there is no ALPN: HTTP/2 as the minimum means prior knowledge.
+            peer_options.alpn = ALPN::H2;
+        }
         peer_options.connection_timeout = Some(timeouts.connect);
         peer_options.read_timeout = Some(timeouts.read);
         peer_options.write_timeout = Some(timeouts.write);
@@ -205,7 +210,7 @@ impl Pool {
                 let state = previous
                     .and_then(|p| p.servers.iter().find(|o| o.config.addr == s.addr))
                     .map(|o| Arc::clone(&o.state));
-                Server::new(s, &upstream.timeouts, server_metrics, state)
+                Server::new(s, upstream, server_metrics, state)
             })
             .collect();
         let addresses = Arc::new(ArcSwap::from_pointee(Addresses::new(
@@ -411,6 +416,7 @@ fn run_to_completion<F: Future<Output = pingora::Result<()>>>(future: F) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Timeouts;
 
     impl Pool {
         fn new_for_test(upstream: &Upstream) -> Pool {
@@ -431,6 +437,7 @@ mod tests {
             retries: 2,
             when_all_down: WhenAllDown::Fail,
             resolve_interval: std::time::Duration::from_secs(30),
+            http2: false,
             servers: weights
                 .iter()
                 .enumerate()

@@ -65,6 +65,8 @@ pub struct FileUpstream {
     #[serde(default)]
     pub when_all_down: WhenAllDown,
     pub resolve_interval: Option<DurationValue>,
+    #[serde(default)]
+    pub http2: bool,
     pub servers: Vec<FileServerEntry>,
     pub connect_timeout: Option<DurationValue>,
     pub read_timeout: Option<DurationValue>,

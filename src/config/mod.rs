@@ -199,6 +199,8 @@ pub struct Upstream {
     pub when_all_down: WhenAllDown,
     /// How often server host names are resolved again.
     pub resolve_interval: Duration,
+    /// Speak HTTP/2 to the servers over plain TCP (h2c, prior knowledge), e.g. for gRPC.
+    pub http2: bool,
     /// Servers in file order.
     pub servers: Vec<UpstreamServer>,
     /// Connect, read and write timeouts toward the servers.

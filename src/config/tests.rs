@@ -675,3 +675,15 @@ fn upgrade_sock_is_read_and_checked() {
         "absolute path",
     );
 }
+
+#[test]
+fn http2_upstreams_are_read() {
+    assert!(!parse_ok(MINIMAL).upstreams[0].http2);
+    let config = parse_ok(&MINIMAL.replace("  app:\n", "  app:\n    http2: true\n"));
+    assert!(config.upstreams[0].http2);
+    assert_err(
+        &MINIMAL.replace("  app:\n", "  app:\n    http2: h2c\n"),
+        "upstreams.app",
+        "invalid type",
+    );
+}

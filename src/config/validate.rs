@@ -252,6 +252,7 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
         health_check,
         retries: file.retries.unwrap_or(DEFAULT_RETRIES),
         when_all_down: file.when_all_down,
+        http2: file.http2,
         resolve_interval: positive(
             &format!("{key}.resolve_interval"),
             file.resolve_interval,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
@@ -27,11 +27,14 @@ pub struct DemoApp {
     hostname: String,
     event_interval: Duration,
     delay: Duration,
+    options: HttpServerOptions,
 }
 
 impl DemoApp {
     /// An instance answering as `id`.
-    pub fn new(id: String, event_interval: Duration, delay: Duration) -> Self {
+    pub fn new(id: String, event_interval: Duration, delay: Duration, h2c: bool) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown".to_string());
@@ -40,6 +43,7 @@ impl DemoApp {
             hostname,
             event_interval,
             delay,
+            options,
         }
     }
 
@@ -82,6 +86,7 @@ impl DemoApp {
                 let body = json!({
                     "instance": self.id,
                     "method": method.as_str(),
+                    "version": format!("{:?}", http.req_header().version),
                     "path": path,
                     "query": http.req_header().uri.query().unwrap_or(""),
                     "headers": headers,
@@ -254,5 +259,9 @@ impl HttpServerApp for DemoApp {
         let settings = HttpPersistentSettings::for_session(&http);
         let reusable = http.finish().await.ok()??;
         Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
     }
 }

@@ -34,6 +34,10 @@ struct Args {
     #[arg(long, env = "RESPONSE_DELAY", default_value = "0ms", value_parser = parse_duration)]
     delay: Duration,
 
+    /// Also accept HTTP/2 over plain TCP (h2c), as gRPC servers do.
+    #[arg(long)]
+    h2c: bool,
+
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -59,7 +63,7 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let mut service = Service::new(
         "edgeproxy-demo".to_string(),
-        DemoApp::new(args.id.clone(), args.event_interval, args.delay),
+        DemoApp::new(args.id.clone(), args.event_interval, args.delay, args.h2c),
     );
     service.add_tcp(&args.listen.to_string());
     server.add_service(service);
