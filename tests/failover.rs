@@ -3,7 +3,6 @@
 mod common;
 
 use common::{client, free_port, instance, metric, Backend, Proxy, RawBackend};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn up_gauge(backend: &str) -> String {
@@ -57,25 +56,7 @@ async fn killing_a_backend_under_load_fails_no_request_and_it_rejoins_after_rise
     ));
 
     // 8 clients × 188 ≥ 1,500 GETs; b is killed a third of the way in.
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let url = proxy.url("/");
-            tokio::spawn(async move {
-                let http = client();
-                let mut results = BTreeMap::<String, usize>::new();
-                for _ in 0..188 {
-                    let key = match http.get(&url).send().await {
-                        Ok(resp) if resp.status() == 200 => instance(&resp),
-                        Ok(resp) => format!("status {}", resp.status()),
-                        Err(e) => format!("error {e}"),
-                    };
-                    *results.entry(key).or_default() += 1;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                results
-            })
-        })
-        .collect();
+    let tasks = common::steady_load(proxy.url("/"), 8, 188, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let killed = Instant::now();
     drop(b);
@@ -86,12 +67,7 @@ async fn killing_a_backend_under_load_fails_no_request_and_it_rejoins_after_rise
         "down after {detected:?}"
     );
 
-    let mut totals = BTreeMap::<String, usize>::new();
-    for task in tasks {
-        for (key, n) in task.await.unwrap() {
-            *totals.entry(key).or_default() += n;
-        }
-    }
+    let totals = common::load_totals(tasks).await;
     let failed: usize = totals
         .iter()
         .filter(|(k, _)| *k != "a" && *k != "b")

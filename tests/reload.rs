@@ -21,25 +21,7 @@ async fn replacing_the_config_twice_under_load_fails_no_request() {
     let proxy = Proxy::start(&config(metrics_port, &[(&b1, 1), (&b2, 1)]));
 
     // 8 clients × 188 ≥ 1,500 requests, spread over about a second and a half.
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let url = proxy.url("/");
-            tokio::spawn(async move {
-                let http = client();
-                let mut seen = BTreeMap::<String, usize>::new();
-                for _ in 0..188 {
-                    let key = match http.get(&url).send().await {
-                        Ok(resp) if resp.status() == 200 => instance(&resp),
-                        Ok(resp) => format!("status {}", resp.status()),
-                        Err(e) => format!("error {e}"),
-                    };
-                    *seen.entry(key).or_default() += 1;
-                    tokio::time::sleep(Duration::from_millis(4)).await;
-                }
-                seen
-            })
-        })
-        .collect();
+    let tasks = common::steady_load(proxy.url("/"), 8, 188, Duration::from_millis(4));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         proxy.reload(&config(metrics_port, &[(&b1, 1), (&b2, 1), (&b3, 1)])),
@@ -51,12 +33,7 @@ async fn replacing_the_config_twice_under_load_fails_no_request() {
         "change weights"
     );
 
-    let mut totals = BTreeMap::<String, usize>::new();
-    for task in tasks {
-        for (key, n) in task.await.unwrap() {
-            *totals.entry(key).or_default() += n;
-        }
-    }
+    let totals = common::load_totals(tasks).await;
     assert_eq!(totals.values().sum::<usize>(), 8 * 188);
     let failed: usize = totals
         .iter()

@@ -13,7 +13,7 @@ use crate::config::{
     preferred_address, Balance, HashKey, HealthCheck, Upstream, UpstreamServer, WhenAllDown,
 };
 use crate::inflight::InflightGuard;
-use crate::metrics::handles::ServerMetrics;
+use crate::metrics::handles::{FailureReason, ServerMetrics};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -381,9 +381,11 @@ impl Pool {
         self.servers[server].state.inflight.enter()
     }
 
-    /// Records that a request to `server` failed for `reason`.
-    pub fn record_failure(&self, server: usize, reason: &str) {
+    /// Records a failed attempt on `server`: counted in `edgeproxy_upstream_failures_total`
+    /// as `reason`, and toward its passive `max_fails`; `detail` goes to the log.
+    pub fn record_failure(&self, server: usize, reason: FailureReason, detail: &str) {
         let server = &self.servers[server];
+        server.metrics.failure(reason);
         let config = &server.config;
         if server
             .state
@@ -391,7 +393,7 @@ impl Pool {
             .record_failure(config.max_fails, config.fail_timeout)
         {
             log::info!(
-                "upstream {}: server {} failed {} time(s) within {:?} (last: {reason}); skipping it for {:?}",
+                "upstream {}: server {} failed {} time(s) within {:?} (last: {detail}); skipping it for {:?}",
                 self.name,
                 config.addr,
                 config.max_fails,

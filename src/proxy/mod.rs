@@ -221,8 +221,7 @@ impl ProxyHttp for EdgeProxy {
                 ErrorType::ConnectTimedout => FailureReason::Timeout,
                 _ => FailureReason::Connect,
             };
-            pool.servers()[server].metrics.failure(reason);
-            pool.record_failure(server, e.etype().as_str());
+            pool.record_failure(server, reason, e.etype().as_str());
             // Nothing reached the server, so any method may go to another one.
             e.set_retry(ctx.retries_left(pool));
         }
@@ -258,8 +257,7 @@ impl ProxyHttp for EdgeProxy {
             } else {
                 FailureReason::Reset
             };
-            pool.servers()[server].metrics.failure(reason);
-            pool.record_failure(server, e.etype().as_str());
+            pool.record_failure(server, reason, e.etype().as_str());
         }
         // The server may have acted on the request: only idempotent ones are sent again, only
         // if nothing came back yet, and never after a timeout, which could double the load.

@@ -395,6 +395,48 @@ pub async fn wait_inflight(metrics_port: u16, backend: &Backend, n: f64) {
     }
 }
 
+/// Starts `clients` tasks that each send `per_client` GETs to `url`, `pause` apart; each
+/// counts answers by `X-Instance-ID`, and anything else under `status N` or `error …`.
+pub fn steady_load(
+    url: String,
+    clients: usize,
+    per_client: usize,
+    pause: Duration,
+) -> Vec<tokio::task::JoinHandle<std::collections::BTreeMap<String, usize>>> {
+    (0..clients)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = client();
+                let mut seen = std::collections::BTreeMap::<String, usize>::new();
+                for _ in 0..per_client {
+                    let key = match http.get(&url).send().await {
+                        Ok(resp) if resp.status() == 200 => instance(&resp),
+                        Ok(resp) => format!("status {}", resp.status()),
+                        Err(e) => format!("error {e}"),
+                    };
+                    *seen.entry(key).or_default() += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+/// Adds up what the [`steady_load`] tasks counted.
+pub async fn load_totals(
+    tasks: Vec<tokio::task::JoinHandle<std::collections::BTreeMap<String, usize>>>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut totals = std::collections::BTreeMap::new();
+    for task in tasks {
+        for (key, n) in task.await.expect("load task") {
+            *totals.entry(key).or_default() += n;
+        }
+    }
+    totals
+}
+
 /// An HTTP client that keeps connections alive, like a browser.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
