@@ -152,7 +152,7 @@ fn summary(config: &Config) -> String {
     let servers: usize = config.upstreams.iter().map(|u| u.servers.len()).sum();
     format!(
         "{} listener(s), {} upstream(s) with {} server(s), {} route(s)",
-        config.server.listen.len(),
+        config.server.listen.len() + config.server.tls.as_ref().map_or(0, |t| t.listen.len()),
         config.upstreams.len(),
         servers,
         config.routes.len()

@@ -21,3 +21,4 @@ pub mod route;
 pub mod server;
 pub mod shutdown;
 pub mod snapshot;
+pub mod tls;

@@ -1,6 +1,7 @@
 //! Reloading the config on SIGHUP without dropping traffic: the file is validated exactly as
 //! `edgeproxy check` does, then a new snapshot is published for new requests while requests in
-//! flight finish on theirs. A file that fails validation changes nothing.
+//! flight finish on theirs. A file that fails validation changes nothing. Certificate files
+//! are read again with the config, which is how a renewed certificate is put in force.
 
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
@@ -57,6 +58,20 @@ impl Reloader {
             self.path.display()
         );
     }
+
+    /// The stamps of the files `watch: true` follows: the config file and the certificate
+    /// files the running config names.
+    fn watched_stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
+        let snapshot = self.live.load();
+        let certificate = snapshot.config.server.tls.as_ref().map(|t| &t.certificate);
+        let certificate_files = certificate
+            .into_iter()
+            .flat_map(|c| [c.cert_path.as_path(), c.key_path.as_path()]);
+        std::iter::once(self.path.as_path())
+            .chain(certificate_files)
+            .map(file_stamp)
+            .collect()
+    }
 }
 
 /// Puts back the running values of settings a reload cannot change (sockets, threads, the
@@ -102,6 +117,22 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
         &was.access_log_format,
         &mut now.access_log_format,
     );
+    match (&was.tls, &mut now.tls) {
+        (Some(was), Some(now)) => {
+            keep(
+                &mut changed,
+                "server.tls.listen",
+                &was.listen,
+                &mut now.listen,
+            );
+            keep(&mut changed, "server.tls.http2", &was.http2, &mut now.http2);
+        }
+        (None, None) => {}
+        (_, now) => {
+            changed.push("server.tls (adding or removing HTTPS)");
+            now.clone_from(&was.tls);
+        }
+    }
     keep(
         &mut changed,
         "metrics.listen",
@@ -133,7 +164,8 @@ fn keep<T: PartialEq + Clone>(
 /// How often `watch: true` looks at the file.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// What a config file looks like from outside: a change to either means it was written.
+/// What a file looks like from outside: a change to either means it was written. Symbolic
+/// links are followed, so certbot's re-pointed `live/` links count as a change.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
@@ -151,7 +183,7 @@ impl BackgroundService for Reloader {
         };
         let watch = self.live.load().config.server.watch;
         let mut ticker = tokio::time::interval(WATCH_EVERY);
-        let mut seen = file_stamp(&self.path);
+        let mut seen = self.watched_stamps();
         let mut pending = false;
         loop {
             tokio::select! {
@@ -160,7 +192,7 @@ impl BackgroundService for Reloader {
                 _ = ticker.tick(), if watch => {
                     // Debounced: reload once the file has stopped changing for one look, so
                     // an editor's several writes make one reload.
-                    let now = file_stamp(&self.path);
+                    let now = self.watched_stamps();
                     if now != seen {
                         seen = now;
                         pending = true;

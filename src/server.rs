@@ -12,6 +12,7 @@ use crate::reload::Reloader;
 use crate::resolver::Resolver;
 use crate::shutdown::Signals;
 use crate::snapshot::{LiveSnapshot, Snapshot};
+use crate::tls;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -80,7 +81,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         .map_err(|e| format!("server.access_log: cannot open {e}"))?;
     let app = http_proxy(
         &server.configuration,
-        EdgeProxy::new(live, inflight.clone(), access_log),
+        EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
     );
     let mut proxy = Service::new(
         "edgeproxy".to_string(),
@@ -89,17 +90,24 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     for addr in &settings.listen {
         proxy.add_tcp(&addr.to_string());
     }
+    let mut listening: Vec<String> = settings
+        .listen
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect();
+    if let Some(https) = &settings.tls {
+        for addr in &https.listen {
+            let tls = tls::listener_settings(Arc::clone(&live), https.http2)?;
+            proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+            listening.push(format!("https://{addr}"));
+        }
+    }
     server.add_service(proxy);
 
     log::info!(
         "edgeproxy {} listening on {}",
         env!("CARGO_PKG_VERSION"),
-        settings
-            .listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        listening.join(", ")
     );
     let phases = server.watch_execution_phase();
     server.run(RunArgs {

@@ -2,17 +2,9 @@
 
 mod common;
 
-use common::{client, free_port, upstream, wait_inflight, Backend, Proxy};
+use common::{client, edgeproxy, free_port, upstream, wait_inflight, Backend, Proxy};
 use std::net::TcpListener;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn edgeproxy(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
-        .args(args)
-        .output()
-        .expect("edgeproxy runs")
-}
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("edgeproxy.yaml");

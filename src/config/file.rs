@@ -37,6 +37,19 @@ pub struct FileServer {
     pub upgrade_sock: Option<String>,
     #[serde(default)]
     pub watch: bool,
+    pub tls: Option<FileTls>,
+}
+
+/// `server.tls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub listen: Vec<ListenAddr>,
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub redirect_http_to_https: bool,
+    pub http2: Option<bool>,
 }
 
 /// `metrics:`

@@ -10,6 +10,7 @@ pub mod values;
 
 pub use error::ConfigError;
 
+use crate::tls::Certificate;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,8 +50,30 @@ pub struct ServerSettings {
     pub pid_file: Option<std::path::PathBuf>,
     /// The Unix socket listening sockets are handed over on during a binary upgrade.
     pub upgrade_sock: std::path::PathBuf,
-    /// Reload when the config file changes.
+    /// Reload when the config file (or a certificate file) changes.
     pub watch: bool,
+    /// HTTPS listeners, if any.
+    pub tls: Option<Tls>,
+}
+
+/// `server.tls` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    /// HTTPS listening addresses.
+    pub listen: Vec<SocketAddr>,
+    /// The certificate chain and key, loaded.
+    pub certificate: Certificate,
+    /// Answer plain-HTTP requests (but the health path) with a redirect to HTTPS.
+    pub redirect_http_to_https: bool,
+    /// Offer HTTP/2 by ALPN.
+    pub http2: bool,
+}
+
+impl Tls {
+    /// The port plain-HTTP requests are redirected to: the first HTTPS listener's.
+    pub fn redirect_port(&self) -> u16 {
+        self.listen.first().map_or(443, SocketAddr::port)
+    }
 }
 
 /// `server.access_log`.
@@ -274,7 +297,10 @@ impl Config {
     /// Every address edgeproxy listens on, with the key that configures it.
     pub fn listeners(&self) -> impl Iterator<Item = (&'static str, &SocketAddr)> {
         let proxy = self.server.listen.iter().map(|a| ("server.listen", a));
-        proxy.chain(self.metrics.iter().map(|m| ("metrics.listen", &m.listen)))
+        let https = self.server.tls.iter().flat_map(|t| &t.listen);
+        proxy
+            .chain(https.map(|a| ("server.tls.listen", a)))
+            .chain(self.metrics.iter().map(|m| ("metrics.listen", &m.listen)))
     }
 
     /// The upstream a route sends to.

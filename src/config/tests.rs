@@ -270,7 +270,7 @@ fn server_section_is_checked() {
     assert_err(
         &format!("server: {{ listen: ['127.0.0.1:8080'] }}\nmetrics: {{ listen: '127.0.0.1:8080' }}\n{MINIMAL}"),
         "metrics.listen",
-        "also a proxy listener",
+        "127.0.0.1:8080 is also in server.listen",
     );
 }
 
@@ -685,5 +685,97 @@ fn http2_upstreams_are_read() {
         &MINIMAL.replace("  app:\n", "  app:\n    http2: h2c\n"),
         "upstreams.app",
         "invalid type",
+    );
+}
+
+#[test]
+fn tls_keys_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::testing::self_signed(dir.path(), "localhost");
+    let (cert, key) = (cert.display(), key.display());
+    let with =
+        |tls: &str| format!("server:\n  listen: ['127.0.0.1:8080']\n  tls: {{ {tls} }}\n{MINIMAL}");
+    let pair = format!("cert: {cert}, key: {key}");
+
+    assert_eq!(parse_ok(MINIMAL).server.tls, None);
+    let tls = parse_ok(&with(&format!("listen: ['127.0.0.1:8443'], {pair}")))
+        .server
+        .tls
+        .unwrap();
+    assert_eq!(tls.listen, ["127.0.0.1:8443".parse().unwrap()]);
+    assert_eq!(
+        tls.certificate.cert_path.display().to_string(),
+        cert.to_string()
+    );
+    assert!(tls.http2);
+    assert!(!tls.redirect_http_to_https);
+    assert_eq!(tls.redirect_port(), 8443);
+    let tls = parse_ok(&with(&format!(
+        "listen: ['0.0.0.0:443'], {pair}, http2: false, redirect_http_to_https: true"
+    )))
+    .server
+    .tls
+    .unwrap();
+    assert!(!tls.http2 && tls.redirect_http_to_https);
+
+    let https_only = format!(
+        "server:\n  listen: []\n  tls: {{ listen: ['127.0.0.1:8443'], {pair} }}\n{MINIMAL}"
+    );
+    let config = parse_ok(&https_only);
+    assert!(config.server.listen.is_empty());
+    assert_eq!(config.listeners().count(), 1);
+    assert_err(
+        &https_only.replace("{ listen", "{ redirect_http_to_https: true, listen"),
+        "server.tls.redirect_http_to_https",
+        "no plain-HTTP listener",
+    );
+
+    assert_err(
+        &with(&format!("listen: [], {pair}")),
+        "server.tls.listen",
+        "empty",
+    );
+    assert_err(
+        &with(&format!("listen: ['127.0.0.1:8080'], {pair}")),
+        "server.tls.listen",
+        "127.0.0.1:8080 is also in server.listen",
+    );
+    assert_err(
+        &with(&format!(
+            "listen: ['127.0.0.1:8443', '127.0.0.1:8443'], {pair}"
+        )),
+        "server.tls.listen",
+        "listed twice",
+    );
+    assert_err(
+        &with(&format!(
+            "listen: ['127.0.0.1:8443'], cert: fullchain.pem, key: {key}"
+        )),
+        "server.tls.cert",
+        "absolute path",
+    );
+    assert_err(
+        &with(&format!(
+            "listen: ['127.0.0.1:8443'], cert: {cert}, key: /nonexistent/privkey.pem"
+        )),
+        "server.tls.key",
+        "cannot read /nonexistent/privkey.pem",
+    );
+    assert_err(
+        &with(&format!(
+            "listen: ['127.0.0.1:8443'], cert: {key}, key: {key}"
+        )),
+        "server.tls.cert",
+        "holds no certificate",
+    );
+    assert_err(
+        &with(&format!("listen: ['127.0.0.1:8443'], {pair}, alpn: h2")),
+        "server.tls",
+        "unknown field `alpn`",
+    );
+    assert_err(
+        &with("listen: ['127.0.0.1:8443']"),
+        "server.tls",
+        "missing field `cert`",
     );
 }

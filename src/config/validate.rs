@@ -1,13 +1,15 @@
 //! Checks that need the whole file (cross-references, uniqueness, name resolution) and the
 //! conversion of [`FileConfig`] into [`Config`].
 
-use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileUpstream};
+use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileTls, FileUpstream};
 use super::{
     AccessLogTarget, Balance, CacheSettings, CheckKind, Config, ConfigError, HealthCheck,
-    MetricsSettings, Probe, Route, ServerSettings, Timeouts, Upstream, UpstreamServer,
+    MetricsSettings, Probe, Route, ServerSettings, Timeouts, Tls, Upstream, UpstreamServer,
 };
+use crate::tls::{CertFile, Certificate};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -27,17 +29,6 @@ const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let server = server_settings(file.server)?;
     let metrics = file.metrics.map(|m| MetricsSettings { listen: m.listen.0 });
-    if let Some(metrics) = &metrics {
-        if server.listen.contains(&metrics.listen) {
-            return Err(ConfigError::at_key(
-                "metrics.listen",
-                format!(
-                    "{} is also a proxy listener (server.listen); give /metrics its own port",
-                    metrics.listen
-                ),
-            ));
-        }
-    }
 
     if file.upstreams.is_empty() {
         return Err(ConfigError::at_key(
@@ -64,13 +55,31 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             "must be at least 1MiB",
         ));
     }
-    Ok(Config {
+    let config = Config {
         server,
         metrics,
         cache,
         upstreams,
         routes,
-    })
+    };
+    listeners_apart(&config)?;
+    Ok(config)
+}
+
+/// Each address is listened on for one purpose only.
+fn listeners_apart(config: &Config) -> Result<(), ConfigError> {
+    let mut seen: HashMap<SocketAddr, &str> = HashMap::new();
+    for (key, addr) in config.listeners() {
+        if let Some(earlier) = seen.insert(*addr, key) {
+            let message = if earlier == key {
+                format!("{addr} is listed twice")
+            } else {
+                format!("{addr} is also in {earlier}; give each listener its own port")
+            };
+            return Err(ConfigError::at_key(key, message));
+        }
+    }
+    Ok(())
 }
 
 fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
@@ -78,16 +87,11 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         Some(list) => list.into_iter().map(|a| a.0).collect(),
         None => vec![DEFAULT_LISTEN.parse().expect("constant address")],
     };
-    if listen.is_empty() {
+    if listen.is_empty() && file.tls.is_none() {
         return Err(ConfigError::at_key(
             "server.listen",
-            "the list is empty; give at least one address such as 0.0.0.0:8080",
-        ));
-    }
-    if let Some(dup) = first_duplicate(&listen) {
-        return Err(ConfigError::at_key(
-            "server.listen",
-            format!("{dup} is listed twice"),
+            "the list is empty; give at least one address such as 0.0.0.0:8080 (an empty \
+             list is for HTTPS only, with server.tls)",
         ));
     }
 
@@ -120,17 +124,15 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
             ))
         }
     };
-    let absolute = |key: &str, value: Option<&str>| match value.map(str::trim) {
-        None => Ok(None),
-        Some(path) if path.starts_with('/') => Ok(Some(std::path::PathBuf::from(path))),
-        Some(other) => Err(ConfigError::at_key(
-            key,
-            format!("`{other}` is not an absolute path, such as /run/edgeproxy/edgeproxy.pid"),
-        )),
+    let absolute = |key: &str, value: Option<&str>| {
+        value
+            .map(|path| absolute_path(key, path, "/run/edgeproxy/edgeproxy.pid"))
+            .transpose()
     };
     let pid_file = absolute("server.pid_file", file.pid_file.as_deref())?;
     let upgrade_sock = absolute("server.upgrade_sock", file.upgrade_sock.as_deref())?
         .unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into());
+    let tls = file.tls.map(|t| tls_settings(t, &listen)).transpose()?;
     Ok(ServerSettings {
         listen,
         threads,
@@ -141,7 +143,60 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         pid_file,
         upgrade_sock,
         watch: file.watch,
+        tls,
     })
+}
+
+fn tls_settings(file: FileTls, http_listen: &[SocketAddr]) -> Result<Tls, ConfigError> {
+    let listen: Vec<SocketAddr> = file.listen.into_iter().map(|a| a.0).collect();
+    if listen.is_empty() {
+        return Err(ConfigError::at_key(
+            "server.tls.listen",
+            "the list is empty; give at least one address such as 0.0.0.0:443",
+        ));
+    }
+    if file.redirect_http_to_https && http_listen.is_empty() {
+        return Err(ConfigError::at_key(
+            "server.tls.redirect_http_to_https",
+            "there is no plain-HTTP listener (server.listen) to redirect from; add one or remove this key",
+        ));
+    }
+    let cert_path = absolute_path(
+        "server.tls.cert",
+        &file.cert,
+        "/etc/edgeproxy/tls/fullchain.pem",
+    )?;
+    let key_path = absolute_path(
+        "server.tls.key",
+        &file.key,
+        "/etc/edgeproxy/tls/privkey.pem",
+    )?;
+    let certificate = Certificate::load(&cert_path, &key_path).map_err(|e| {
+        let key = match e.file {
+            CertFile::Cert => "server.tls.cert",
+            CertFile::Key => "server.tls.key",
+        };
+        ConfigError::at_key(key, e.message)
+    })?;
+    Ok(Tls {
+        listen,
+        certificate,
+        redirect_http_to_https: file.redirect_http_to_https,
+        http2: file.http2.unwrap_or(true),
+    })
+}
+
+/// A file path that must be absolute: a relative one would depend on where the service
+/// manager starts edgeproxy.
+fn absolute_path(key: &str, path: &str, example: &str) -> Result<PathBuf, ConfigError> {
+    let path = path.trim();
+    if !path.starts_with('/') {
+        return Err(ConfigError::at_key(
+            key,
+            format!("`{path}` is not an absolute path, such as {example}"),
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, ConfigError> {
@@ -438,9 +493,4 @@ fn positive(
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     let addrs = (host, port).to_socket_addrs().map_err(|e| e.to_string())?;
     super::preferred_address(addrs).ok_or_else(|| "the name has no addresses".to_string())
-}
-
-fn first_duplicate<T: Eq + std::hash::Hash + Copy>(items: &[T]) -> Option<T> {
-    let mut seen = HashSet::new();
-    items.iter().copied().find(|item| !seen.insert(*item))
 }

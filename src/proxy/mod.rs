@@ -2,12 +2,13 @@
 
 mod content;
 mod forwarded;
+mod redirect;
 mod respond;
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::{request_key, Pool, Server};
 use crate::cache::{self, ResponseCache};
-use crate::config::Route;
+use crate::config::{Route, Tls};
 use crate::inflight::{Inflight, InflightGuard};
 use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
 use crate::snapshot::{LiveSnapshot, Snapshot};
@@ -50,6 +51,8 @@ pub struct RequestCtx {
     started_at: SystemTime,
     /// A request to `server.health_path`, answered and not logged.
     health_check: bool,
+    /// Came over TLS.
+    https: bool,
     _inflight: InflightGuard,
     snapshot: Arc<Snapshot>,
     route: Option<usize>,
@@ -105,6 +108,7 @@ impl ProxyHttp for EdgeProxy {
             started: Instant::now(),
             started_at: SystemTime::now(),
             health_check: false,
+            https: false,
             _inflight: self.inflight.enter(),
             snapshot: self.live.load(),
             route: None,
@@ -124,6 +128,7 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         let host = req
             .headers
@@ -142,6 +147,25 @@ impl ProxyHttp for EdgeProxy {
             ctx.route = None;
             ctx.health_check = true;
             respond::text(session, 200, "ok\n".into()).await?;
+            return Ok(true);
+        }
+        let tls = ctx.snapshot.config.server.tls.as_ref();
+        let redirect_port = tls
+            .filter(|t| t.redirect_http_to_https && !ctx.https)
+            .map(Tls::redirect_port);
+        if let Some(port) = redirect_port {
+            ctx.route = None;
+            let req = session.req_header();
+            match redirect::https_location(req, port) {
+                Some(location) => {
+                    let status = redirect::status(&req.method);
+                    respond::redirect(session, status, location).await?;
+                }
+                None => {
+                    let body = "400 Bad Request: a redirect to HTTPS needs a Host header\n";
+                    respond::text(session, 400, body.into()).await?;
+                }
+            }
             return Ok(true);
         }
         if ctx.route.is_none() {
@@ -274,9 +298,9 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
-        forwarded::apply(upstream_request, client_ip(session), false)
+        forwarded::apply(upstream_request, client_ip(session), ctx.https)
     }
 
     async fn upstream_response_filter(

@@ -1,4 +1,4 @@
-//! Responses the proxy writes itself: its health endpoint, 404 and upstream errors.
+//! Responses the proxy writes itself: its health endpoint, 404, redirects and upstream errors.
 
 use bytes::Bytes;
 use http::Method;
@@ -8,7 +8,18 @@ use pingora::Result;
 
 /// Writes a complete plain-text response (headers only for HEAD).
 pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    write(session, ResponseHeader::build(status, Some(4))?, body).await
+}
+
+/// Writes a redirect to `location`.
+pub async fn redirect(session: &mut Session, status: u16, location: String) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let body = format!("Moved to {location}\n");
+    resp.insert_header("location", location)?;
+    write(session, resp, body).await
+}
+
+async fn write(session: &mut Session, mut resp: ResponseHeader, body: String) -> Result<()> {
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
     resp.insert_header("content-length", body.len())?;
     resp.insert_header("cache-control", "no-store")?;

@@ -22,6 +22,14 @@ pub fn free_port() -> u16 {
         .expect("an ephemeral port")
 }
 
+/// Runs the edgeproxy binary with `args` to the end, e.g. `check -c FILE`.
+pub fn edgeproxy(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(args)
+        .output()
+        .expect("edgeproxy runs")
+}
+
 /// A child process killed when dropped.
 pub struct ChildGuard(pub Child);
 

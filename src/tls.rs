@@ -1,0 +1,298 @@
+//! HTTPS termination. Certificates are read from PEM files whenever the config is, so they
+//! are part of the snapshot in force: each handshake takes the certificate from the current
+//! snapshot, and a reload (say, after a certbot renewal) serves the new one without a restart.
+//! Pingora's own file-based TLS settings are read once at start, which is why the listener
+//! gets a certificate resolver instead.
+
+use crate::snapshot::LiveSnapshot;
+use pingora::listeners::tls::TlsSettings;
+use pingora::tls::sign::CertifiedKey;
+use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A certificate chain with its private key, loaded and checked to belong together.
+#[derive(Clone)]
+pub struct Certificate {
+    /// The PEM file of the chain, leaf first.
+    pub cert_path: PathBuf,
+    /// The PEM file of the private key.
+    pub key_path: PathBuf,
+    key: Arc<CertifiedKey>,
+}
+
+/// Which of the two files a [`CertificateError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertFile {
+    /// The certificate chain.
+    Cert,
+    /// The private key.
+    Key,
+}
+
+/// Why a certificate could not be loaded.
+#[derive(Debug)]
+pub struct CertificateError {
+    /// The file at fault.
+    pub file: CertFile,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl CertificateError {
+    fn new(file: CertFile, message: String) -> Self {
+        Self { file, message }
+    }
+}
+
+impl Certificate {
+    /// Reads the chain from `cert_path` and the key from `key_path`, and checks that the key
+    /// is the one the leaf certificate was issued for.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CertificateError> {
+        let chain = read_chain(cert_path)?;
+        let key = read_key(key_path)?;
+        pingora::tls::install_default_crypto_provider();
+        let provider = CryptoProvider::get_default().ok_or_else(|| {
+            CertificateError::new(CertFile::Key, "no TLS crypto provider is installed".into())
+        })?;
+        let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+            RusTlsError::InconsistentKeys(_) => CertificateError::new(
+                CertFile::Key,
+                format!(
+                    "{} is not the private key of the certificate in {}; give the key the \
+                     certificate was issued for (certbot: privkey.pem beside fullchain.pem)",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            ),
+            RusTlsError::InvalidCertificate(_) | RusTlsError::NoCertificatesPresented => {
+                CertificateError::new(
+                    CertFile::Cert,
+                    format!(
+                        "{} holds a certificate that cannot be parsed: {e}",
+                        cert_path.display()
+                    ),
+                )
+            }
+            other => CertificateError::new(
+                CertFile::Key,
+                format!(
+                    "{} holds a key that cannot be used ({other}); use an RSA, ECDSA or \
+                     Ed25519 key in PEM",
+                    key_path.display()
+                ),
+            ),
+        })?;
+        Ok(Self {
+            cert_path: cert_path.to_path_buf(),
+            key_path: key_path.to_path_buf(),
+            key: Arc::new(key),
+        })
+    }
+
+    /// The chain as sent to clients, leaf first (DER).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.key.cert
+    }
+}
+
+/// Two certificates are the same if they come from the same files and hold the same chain:
+/// a reload that re-reads renewed files then counts as a change.
+impl PartialEq for Certificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cert_path == other.cert_path
+            && self.key_path == other.key_path
+            && self.chain() == other.chain()
+    }
+}
+
+/// Names the files only; the key never reaches a log.
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_file(path: &Path, file: CertFile) -> Result<Vec<u8>, CertificateError> {
+    std::fs::read(path).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => "; let the user edgeproxy runs as read it",
+            _ => "",
+        };
+        CertificateError::new(file, format!("cannot read {}: {e}{hint}", path.display()))
+    })
+}
+
+fn pem_error(path: &Path, file: CertFile, e: pem::Error) -> CertificateError {
+    CertificateError::new(
+        file,
+        format!("{} is not a valid PEM file: {e}", path.display()),
+    )
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+    let bytes = read_file(path, CertFile::Cert)?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, CertFile::Cert, e))?;
+    if chain.is_empty() {
+        return Err(CertificateError::new(
+            CertFile::Cert,
+            format!(
+                "{} holds no certificate (no `-----BEGIN CERTIFICATE-----` block); give the \
+                 certificate chain, leaf first (certbot: fullchain.pem)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
+    let bytes = read_file(path, CertFile::Key)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        pem::Error::NoItemsFound => CertificateError::new(
+            CertFile::Key,
+            format!(
+                "{} holds no private key (no `-----BEGIN PRIVATE KEY-----`, `RSA PRIVATE KEY` \
+                 or `EC PRIVATE KEY` block); give the key file (certbot: privkey.pem)",
+                path.display()
+            ),
+        ),
+        e => pem_error(path, CertFile::Key, e),
+    })
+}
+
+/// Hands each TLS handshake the certificate of the snapshot in force.
+struct SnapshotCertificate {
+    live: Arc<LiveSnapshot>,
+}
+
+impl fmt::Debug for SnapshotCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SnapshotCertificate")
+    }
+}
+
+impl ResolvesServerCert for SnapshotCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.live.load();
+        let tls = snapshot.config.server.tls.as_ref()?;
+        Some(Arc::clone(&tls.certificate.key))
+    }
+}
+
+/// Pingora TLS settings for one HTTPS listener: certificates from `live`, and HTTP/2 offered
+/// by ALPN when `http2`.
+pub fn listener_settings(live: Arc<LiveSnapshot>, http2: bool) -> Result<TlsSettings, String> {
+    let mut settings =
+        TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up TLS: {e}"))?;
+    settings.set_cert_resolver(Arc::new(SnapshotCertificate { live }));
+    if http2 {
+        settings.enable_h2();
+    }
+    Ok(settings)
+}
+
+/// Certificates for unit tests.
+#[cfg(test)]
+pub mod testing {
+    use std::path::{Path, PathBuf};
+
+    /// Writes a new self-signed certificate for `name` and its key into `dir`; returns their
+    /// paths.
+    pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        let cert_path = dir.join(format!("{name}.crt"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::self_signed;
+    use super::*;
+
+    fn error(cert: &Path, key: &Path) -> CertificateError {
+        Certificate::load(cert, key).expect_err("the pair is refused")
+    }
+
+    #[test]
+    fn a_matching_pair_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "localhost");
+        let loaded = Certificate::load(&cert, &key).unwrap();
+        assert_eq!(loaded.chain().len(), 1);
+        assert_eq!(loaded, Certificate::load(&cert, &key).unwrap());
+        assert!(!format!("{loaded:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn renewed_files_count_as_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "localhost");
+        let before = Certificate::load(&cert, &key).unwrap();
+        let (new_cert, new_key) = self_signed(dir.path(), "example.com");
+        std::fs::rename(new_cert, &cert).unwrap();
+        std::fs::rename(new_key, &key).unwrap();
+        assert_ne!(before, Certificate::load(&cert, &key).unwrap());
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = self_signed(dir.path(), "localhost");
+        let e = error(&cert, &dir.path().join("nope.key"));
+        assert_eq!(e.file, CertFile::Key);
+        assert!(e.message.contains("cannot read") && e.message.contains("nope.key"));
+    }
+
+    #[test]
+    fn swapped_files_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "localhost");
+        let e = error(&key, &cert);
+        assert_eq!(e.file, CertFile::Cert);
+        assert!(e.message.contains("holds no certificate"), "{}", e.message);
+        let e = error(&cert, &cert);
+        assert_eq!(e.file, CertFile::Key);
+        assert!(e.message.contains("holds no private key"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = self_signed(dir.path(), "localhost");
+        let (_, other_key) = self_signed(dir.path(), "example.com");
+        let e = error(&cert, &other_key);
+        assert_eq!(e.file, CertFile::Key);
+        assert!(
+            e.message.contains("is not the private key"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = self_signed(dir.path(), "localhost");
+        let cert = dir.path().join("bad.crt");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = error(&cert, &key);
+        assert_eq!(e.file, CertFile::Cert);
+    }
+}
