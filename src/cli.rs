@@ -2,7 +2,7 @@
 //! `edgeproxy reload -c FILE` validates and makes the running process reload.
 
 use crate::access_log;
-use crate::config::{self, AccessLogTarget, Config};
+use crate::config::{self, AccessLogTarget, Config, NameLookup};
 use crate::listeners;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,7 +33,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config file and exit, like `nginx -t`: 0 if valid, 1 if not.
-    Check,
+    Check {
+        /// Check a file meant for another host (a container, an EC2 instance): server host
+        /// names are not looked up, listening addresses not bound, the access log not opened.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Validate the config file, then tell the running edgeproxy (found through
     /// `server.pid_file`) to reload it, like `nginx -s reload`.
     Reload,
@@ -41,7 +46,13 @@ pub enum Command {
 
 /// Runs what the command line asks for.
 pub fn main(cli: Cli) -> ExitCode {
-    let config = match config::load(&cli.config) {
+    let offline = matches!(cli.command, Some(Command::Check { offline: true }));
+    let names = if offline {
+        NameLookup::Skip
+    } else {
+        NameLookup::Resolve
+    };
+    let config = match config::load_with(&cli.config, names) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("edgeproxy: error: {e}");
@@ -49,7 +60,8 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Check) => check(&cli.config, &config),
+        Some(Command::Check { offline: true }) => valid(&cli.config, &config),
+        Some(Command::Check { offline: false }) => check(&cli.config, &config),
         Some(Command::Reload) => match signal_reload(&config) {
             Ok(pid) => {
                 println!(
@@ -105,6 +117,10 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
     if failed {
         return ExitCode::FAILURE;
     }
+    valid(path, config)
+}
+
+fn valid(path: &std::path::Path, config: &Config) -> ExitCode {
     println!(
         "edgeproxy: {} is valid: {}",
         path.display(),

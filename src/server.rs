@@ -111,7 +111,12 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     );
     let phases = server.watch_execution_phase();
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals::new(inflight, settings.grace_period, phases)),
+        shutdown_signal: Box::new(Signals::new(
+            inflight,
+            metrics.downstream_connections.clone(),
+            settings.grace_period,
+            phases,
+        )),
     });
     Ok(())
 }

@@ -9,6 +9,7 @@
 use crate::inflight::Inflight;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
+use prometheus::IntGauge;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,36 +19,48 @@ use tokio::sync::broadcast::{self, error::RecvError};
 /// How often a draining process looks at the in-flight count.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
+/// How long a draining process waits on client connections with no request in flight. A
+/// connection accepted just before the listeners closed has its request counted only once
+/// the header is read, which a busy machine may take a while to do; idle keep-alive
+/// connections are closed after this.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// Watches the process signals for Pingora's server loop.
 pub struct Signals {
     inflight: Inflight,
+    connections: IntGauge,
     grace_period: Duration,
     phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
 impl Signals {
-    /// Signals for a server whose requests are counted by `inflight`; `phases` is the
-    /// server's execution phase feed, which says when its listeners have closed.
+    /// Signals for a server whose requests are counted by `inflight` and client connections
+    /// by `connections`; `phases` is the server's execution phase feed, which says when its
+    /// listeners have closed.
     pub fn new(
         inflight: Inflight,
+        connections: IntGauge,
         grace_period: Duration,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> Self {
         Self {
             inflight,
+            connections,
             grace_period,
             phases: Mutex::new(Some(phases)),
         }
     }
 
     /// Once Pingora has closed the listeners (at once on SIGTERM, after the socket hand-over
-    /// on SIGQUIT), exits the process when nothing is in flight, or at the end of the grace
-    /// period. Runs on its own thread because Pingora's main thread sleeps meanwhile.
+    /// on SIGQUIT), exits the process when nothing is in flight and no client connection is
+    /// open (or, past [`SETTLE`], only idle ones are), or at the end of the grace period.
+    /// Runs on its own thread because Pingora's main thread sleeps meanwhile.
     fn spawn_drain(&self) {
         let Some(mut phases) = self.phases.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
         let inflight = self.inflight.clone();
+        let connections = self.connections.clone();
         let grace_period = self.grace_period;
         thread::spawn(move || {
             loop {
@@ -57,19 +70,20 @@ impl Signals {
                     Err(RecvError::Closed) => return,
                 }
             }
-            let deadline = Instant::now() + grace_period;
-            // Two idle polls in a row: a request accepted just before the listeners closed
-            // has had time to be counted.
+            let started = Instant::now();
+            let deadline = started + grace_period;
             let mut idle_polls = 0;
             while idle_polls < 2 {
-                if Instant::now() >= deadline {
+                let now = Instant::now();
+                if now >= deadline {
                     log::warn!(
                         "grace period over with {} request(s) still in flight; exiting",
                         inflight.count()
                     );
                     exit();
                 }
-                idle_polls = if inflight.count() == 0 {
+                let settled = connections.get() == 0 || now >= started + SETTLE;
+                idle_polls = if inflight.count() == 0 && settled {
                     idle_polls + 1
                 } else {
                     0

@@ -117,6 +117,38 @@ fn check_reports_a_missing_file() {
 }
 
 #[test]
+fn check_offline_validates_a_file_meant_for_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "server: { listen: [\"192.0.2.1:80\"] }
+upstreams:
+  app:
+    servers: [ { addr: \"app1.invalid:8000\" }, { addr: \"app2.invalid:8000\" } ]
+routes:
+  - { path: /, upstream: app }
+",
+    );
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot resolve `app1.invalid:8000`"));
+
+    let out = edgeproxy(&["check", "--offline", "-c", &path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("is valid: 1 listener(s), 1 upstream(s) with 2 server(s)"));
+
+    // Everything but the network is still checked.
+    std::fs::write(
+        &path,
+        "server: { listen: [\"192.0.2.1:80\"] }\nupstreams: {}\nroutes: []\n",
+    )
+    .unwrap();
+    let out = edgeproxy(&["check", "--offline", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
 fn run_refuses_to_start_on_a_port_in_use() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

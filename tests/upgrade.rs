@@ -5,7 +5,7 @@ mod common;
 use common::{upstream, Backend, ChildGuard, Proxy};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +24,7 @@ async fn a_binary_upgrade_refuses_no_connection() {
     // Clients that open a new connection for every request, so a refused one would show.
     let (ok, failed, stop) = (
         Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::<String>::new())),
         Arc::new(AtomicBool::new(false)),
     );
     let load: Vec<_> = (0..4)
@@ -38,9 +38,12 @@ async fn a_binary_upgrade_refuses_no_connection() {
                     .unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     match http.get(&url).send().await {
-                        Ok(resp) if resp.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
-                    };
+                        Ok(resp) if resp.status() == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(resp) => failed.lock().unwrap().push(resp.status().to_string()),
+                        Err(e) => failed.lock().unwrap().push(format!("{e:?}")),
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             })
@@ -79,8 +82,9 @@ async fn a_binary_upgrade_refuses_no_connection() {
     for task in load {
         task.await.unwrap();
     }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert_eq!(failed, 0, "{failed} failed, {ok} ok");
+    let ok = ok.load(Ordering::Relaxed);
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
+    assert!(failed.is_empty(), "{ok} ok, failed: {failed:?}");
     assert!(ok > 100, "only {ok} requests went through");
     assert!(
         new.0.try_wait().unwrap().is_none(),

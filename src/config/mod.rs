@@ -320,22 +320,42 @@ pub fn preferred_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<
         .copied()
 }
 
+/// Whether loading a config looks server host names up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameLookup {
+    /// Resolve every name now; a name that does not resolve is an error.
+    Resolve,
+    /// Leave names alone, for checking a file meant for another host (a container network,
+    /// an EC2 VPC): such servers get the unspecified address until re-resolution.
+    Skip,
+}
+
 /// Reads, parses and validates a config file; resolves server host names.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, NameLookup::Resolve)
+}
+
+/// [`load`], choosing whether host names are looked up.
+pub fn load_with(path: &Path, names: NameLookup) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             path,
             format!("cannot read the file: {e}; check the path given with -c"),
         )
     })?;
-    parse(path, &text)
+    parse_with(path, &text, names)
 }
 
 /// Parses and validates config text; `path` is only used in error messages.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, NameLookup::Resolve)
+}
+
+/// [`parse`], choosing whether host names are looked up.
+pub fn parse_with(path: &Path, text: &str, names: NameLookup) -> Result<Config, ConfigError> {
     let file: file::FileConfig =
         serde_yaml::from_str(text).map_err(|e| ConfigError::from_yaml(path, &e))?;
-    validate::validate(file).map_err(|e| e.in_file(path))
+    validate::validate(file, names).map_err(|e| e.in_file(path))
 }
 
 #[cfg(test)]

@@ -779,3 +779,21 @@ fn tls_keys_are_read_and_checked() {
         "missing field `cert`",
     );
 }
+
+#[test]
+fn names_are_left_alone_when_not_looked_up() {
+    let yaml = MINIMAL.replace(
+        "      - addr: 127.0.0.1:8001\n",
+        "      - addr: app1.invalid:8000\n      - addr: app2.invalid:8000\n      - addr: 10.0.1.5:8000\n",
+    );
+    assert_err(&yaml, "upstreams.app.servers[0].addr", "cannot resolve");
+    let config = parse_with(Path::new("test.yaml"), &yaml, NameLookup::Skip).unwrap();
+    let servers = &config.upstreams[0].servers;
+    assert_eq!(servers[0].host, "app1.invalid");
+    assert!(servers[0].socket_addr.ip().is_unspecified());
+    assert_eq!(servers[2].socket_addr, "10.0.1.5:8000".parse().unwrap());
+    // Literal addresses are still compared.
+    let twice = yaml.replace("app2.invalid:8000", "10.0.1.5:8000");
+    let err = parse_with(Path::new("test.yaml"), &twice, NameLookup::Skip).unwrap_err();
+    assert!(err.to_string().contains("same server"), "{err}");
+}

@@ -4,11 +4,12 @@
 use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileTls, FileUpstream};
 use super::{
     AccessLogTarget, Balance, CacheSettings, CheckKind, Config, ConfigError, HealthCheck,
-    MetricsSettings, Probe, Route, ServerSettings, Timeouts, Tls, Upstream, UpstreamServer,
+    MetricsSettings, NameLookup, Probe, Route, ServerSettings, Timeouts, Tls, Upstream,
+    UpstreamServer,
 };
 use crate::tls::{CertFile, Certificate};
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
-pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
+pub fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
     let server = server_settings(file.server)?;
     let metrics = file.metrics.map(|m| MetricsSettings { listen: m.listen.0 });
 
@@ -39,7 +40,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let upstreams = file
         .upstreams
         .into_iter()
-        .map(|(name, upstream)| upstream_settings(name, upstream))
+        .map(|(name, upstream)| upstream_settings(name, upstream, names))
         .collect::<Result<Vec<_>, _>>()?;
 
     let routes = routes(file.routes, &upstreams)?;
@@ -199,7 +200,11 @@ fn absolute_path(key: &str, path: &str, example: &str) -> Result<PathBuf, Config
     Ok(PathBuf::from(path))
 }
 
-fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, ConfigError> {
+fn upstream_settings(
+    name: String,
+    file: FileUpstream,
+    names: NameLookup,
+) -> Result<Upstream, ConfigError> {
     let key = format!("upstreams.{name}");
     if name.trim().is_empty() {
         return Err(ConfigError::at_key(key, "an upstream name cannot be empty"));
@@ -241,13 +246,26 @@ fn upstream_settings(name: String, file: FileUpstream) -> Result<Upstream, Confi
     let mut seen_sockets: HashMap<SocketAddr, String> = HashMap::new();
     for (i, entry) in file.servers.into_iter().enumerate() {
         let server_key = format!("{key}.servers[{i}]");
-        let socket_addr = resolve(&entry.addr.host, entry.addr.port).map_err(|why| {
-            ConfigError::at_key(
-                format!("{server_key}.addr"),
-                format!("cannot resolve `{}`: {why}", entry.addr.text),
-            )
-        })?;
-        if let Some(other) = seen_sockets.insert(socket_addr, entry.addr.text.clone()) {
+        let literal = entry.addr.host.parse::<IpAddr>().ok();
+        let socket_addr = match (literal, names) {
+            (Some(ip), _) => SocketAddr::new(ip, entry.addr.port),
+            (None, NameLookup::Skip) => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), entry.addr.port)
+            }
+            (None, NameLookup::Resolve) => {
+                resolve(&entry.addr.host, entry.addr.port).map_err(|why| {
+                    ConfigError::at_key(
+                        format!("{server_key}.addr"),
+                        format!("cannot resolve `{}`: {why}", entry.addr.text),
+                    )
+                })?
+            }
+        };
+        let known = !socket_addr.ip().is_unspecified();
+        let earlier = known
+            .then(|| seen_sockets.insert(socket_addr, entry.addr.text.clone()))
+            .flatten();
+        if let Some(other) = earlier {
             return Err(ConfigError::at_key(
                 format!("{server_key}.addr"),
                 format!(
