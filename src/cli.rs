@@ -24,6 +24,11 @@ pub struct Cli {
     #[arg(short = 'u', long = "upgrade")]
     pub upgrade: bool,
 
+    /// Run in the background: return once the server has started and written
+    /// `server.pid_file` (for systemd's `Type=forking`).
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+
     /// What to do; without one, run the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -75,6 +80,16 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        None if cli.daemon => match background(&cli, &config) {
+            Ok(pid) => {
+                println!("edgeproxy: started in the background as process {pid}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgeproxy: error: {}: {e}", cli.config.display());
+                ExitCode::FAILURE
+            }
+        },
         None => match crate::server::run(config, &cli.config, cli.upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -83,6 +98,15 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+fn background(cli: &Cli, config: &Config) -> Result<u32, String> {
+    let pid_file =
+        config.server.pid_file.as_ref().ok_or(
+            "-d needs server.pid_file, which is how the background process is found; set it",
+        )?;
+    // The child reads the file from its own working directory, which is this one.
+    crate::daemon::start_in_background(&cli.config, cli.upgrade, pid_file)
 }
 
 /// Reports on a parsed config: listeners that cannot be bound are errors, except those in use,

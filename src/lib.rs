@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod daemon;
 pub mod health;
 pub mod inflight;
 pub mod listeners;

@@ -112,6 +112,8 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     let phases = server.watch_execution_phase();
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(
+            path.to_path_buf(),
+            settings.upgrade_sock.clone(),
             inflight,
             metrics.downstream_connections.clone(),
             settings.grace_period,

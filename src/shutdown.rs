@@ -1,15 +1,18 @@
 //! Signal handling. SIGINT stops at once. SIGTERM stops accepting and exits as soon as the
 //! requests in flight are done, or when `server.grace_period` runs out, whichever comes first.
 //! SIGQUIT first hands the listening sockets to a new process started with `-u`, then does
-//! the same.
+//! the same. SIGUSR2 starts that new process itself, from the binary now installed, then
+//! goes on as SIGQUIT does.
 //!
 //! Pingora alone would always sleep the whole grace period, in whole seconds, even with
 //! nothing in flight; a deploy that waits 10 s per instance for nothing is what this avoids.
 
+use crate::daemon;
 use crate::inflight::Inflight;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use prometheus::IntGauge;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,6 +30,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 /// Watches the process signals for Pingora's server loop.
 pub struct Signals {
+    /// The config file, for a successor started on SIGUSR2.
+    config: PathBuf,
+    upgrade_sock: PathBuf,
     inflight: Inflight,
     connections: IntGauge,
     grace_period: Duration,
@@ -37,13 +43,18 @@ impl Signals {
     /// Signals for a server whose requests are counted by `inflight` and client connections
     /// by `connections`; `phases` is the server's execution phase feed, which says when its
     /// listeners have closed.
+    /// `config` and `upgrade_sock` are what a successor started on SIGUSR2 is given.
     pub fn new(
+        config: PathBuf,
+        upgrade_sock: PathBuf,
         inflight: Inflight,
         connections: IntGauge,
         grace_period: Duration,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> Self {
         Self {
+            config,
+            upgrade_sock,
             inflight,
             connections,
             grace_period,
@@ -96,6 +107,27 @@ impl Signals {
     }
 }
 
+impl Signals {
+    /// Starts the installed binary with `-u`; true once it waits for the sockets. A failure
+    /// is logged and this process serves on.
+    async fn start_successor(&self) -> bool {
+        log::info!("SIGUSR2: starting the installed binary to take the listening sockets over");
+        let (config, sock) = (self.config.clone(), self.upgrade_sock.clone());
+        let started =
+            tokio::task::spawn_blocking(move || daemon::start_successor(&config, &sock)).await;
+        match started.unwrap_or_else(|e| Err(e.to_string())) {
+            Ok(pid) => {
+                log::info!("process {pid} waits for the sockets; handing them over");
+                true
+            }
+            Err(e) => {
+                log::error!("upgrade abandoned, this process serves on: {e}");
+                false
+            }
+        }
+    }
+}
+
 fn exit() -> ! {
     log::logger().flush();
     std::process::exit(0)
@@ -104,30 +136,39 @@ fn exit() -> ! {
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr2)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
             signal(SignalKind::quit()),
+            signal(SignalKind::user_defined2()),
         ) else {
             log::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
-        tokio::select! {
-            _ = term.recv() => {
-                log::info!(
-                    "SIGTERM: no longer accepting; waiting up to {:?} for {} request(s) in flight",
-                    self.grace_period,
-                    self.inflight.count()
-                );
-                self.spawn_drain();
-                ShutdownSignal::GracefulTerminate
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    log::info!(
+                        "SIGTERM: no longer accepting; waiting up to {:?} for {} request(s) in flight",
+                        self.grace_period,
+                        self.inflight.count()
+                    );
+                    self.spawn_drain();
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = quit.recv() => {
+                    log::info!("SIGQUIT: handing the listening sockets to the new process");
+                    self.spawn_drain();
+                    return ShutdownSignal::GracefulUpgrade;
+                }
+                _ = usr2.recv() => {
+                    if self.start_successor().await {
+                        self.spawn_drain();
+                        return ShutdownSignal::GracefulUpgrade;
+                    }
+                }
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
-            _ = quit.recv() => {
-                log::info!("SIGQUIT: handing the listening sockets to the new process");
-                self.spawn_drain();
-                ShutdownSignal::GracefulUpgrade
-            }
-            _ = int.recv() => ShutdownSignal::FastShutdown,
         }
     }
 }

@@ -1,27 +1,42 @@
-//! Binary upgrade: a new process takes the listening sockets over from the running one.
+//! Binary upgrade: a new process takes the listening sockets over from the running one,
+//! started by hand (`-u`, then SIGQUIT) or by the running one itself (SIGUSR2); and `-d`.
 
 mod common;
 
-use common::{upstream, Backend, ChildGuard, Proxy};
+use common::{free_port, upstream, Backend, ChildGuard, Proxy};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_binary_upgrade_refuses_no_connection() {
-    let backend = Backend::start("1");
-    let sock_dir = tempfile::tempdir().unwrap();
-    let sock = sock_dir.path().join("upgrade.sock");
-    let mut old = Proxy::start_with(
-        &format!("  upgrade_sock: {}", sock.display()),
+/// A proxy with its pid file and upgrade socket in `dir`.
+fn upgradable_proxy(backend: &Backend, dir: &Path) -> Proxy {
+    Proxy::start_with(
+        &format!(
+            "  upgrade_sock: {}\n  pid_file: {}",
+            dir.join("upgrade.sock").display(),
+            dir.join("edgeproxy.pid").display()
+        ),
         &format!(
             "{}routes:\n  - {{ path: /, upstream: app }}\n",
-            upstream(&[&backend], &[1])
+            upstream(&[backend], &[1])
         ),
-    );
+    )
+}
 
-    // Clients that open a new connection for every request, so a refused one would show.
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Runs `upgrade` while four clients send requests on a new connection each (so a refused
+/// connection would show), until the old proxy has exited; asserts that none failed and that
+/// something still answers on the port.
+async fn upgrade_under_load(mut old: Proxy, upgrade: impl FnOnce(&Proxy)) {
     let (ok, failed, stop) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(Mutex::new(Vec::<String>::new())),
@@ -51,26 +66,7 @@ async fn a_binary_upgrade_refuses_no_connection() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let new = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
-        .args(["-u", "-c", old.config_path().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut new = ChildGuard(new);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process never waited for the sockets"
-        );
-        assert!(
-            new.0.try_wait().unwrap().is_none(),
-            "the new process exited"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    old.child.signal("QUIT");
+    upgrade(&old);
     // The old process keeps accepting during Pingora's 5 s hand-over window, then drains.
     let status = old
         .child
@@ -86,10 +82,131 @@ async fn a_binary_upgrade_refuses_no_connection() {
     let failed = std::mem::take(&mut *failed.lock().unwrap());
     assert!(failed.is_empty(), "{ok} ok, failed: {failed:?}");
     assert!(ok > 100, "only {ok} requests went through");
+    let resp = common::client().get(old.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "answered by the new process");
+}
+
+/// Waits until `path` exists, failing if `child` exits first.
+fn wait_for_file(path: &Path, child: &mut ChildGuard) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the new process exited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_upgrade_refuses_no_connection() {
+    let backend = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let old = upgradable_proxy(&backend, dir.path());
+    let mut new = None;
+    upgrade_under_load(old, |old| {
+        let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+            .args(["-u", "-c", old.config_path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = ChildGuard(child);
+        wait_for_file(&dir.path().join("upgrade.sock"), &mut child);
+        old.child.signal("QUIT");
+        new = Some(child);
+    })
+    .await;
+    let mut new = new.expect("started");
     assert!(
         new.0.try_wait().unwrap().is_none(),
         "the new process serves on"
     );
-    let resp = common::client().get(old.url("/")).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "answered by the new process");
+}
+
+/// Kills the process named in a pid file when dropped: a successor is not our child.
+struct PidFileGuard(PathBuf);
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = read_pid(&self.0) {
+            // SAFETY: kill(2) takes plain integers.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_starts_the_installed_binary_and_hands_over() {
+    let backend = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("edgeproxy.pid");
+    let old = upgradable_proxy(&backend, dir.path());
+    let old_pid = old.child.pid();
+    assert_eq!(read_pid(&pid_file), Some(old_pid));
+    let _successor = PidFileGuard(pid_file.clone());
+    upgrade_under_load(old, |old| old.child.signal("USR2")).await;
+    let new_pid = read_pid(&pid_file).expect("the successor wrote its pid");
+    assert_ne!(new_pid, old_pid);
+    assert!(alive(new_pid), "the successor serves on");
+}
+
+#[tokio::test]
+async fn daemon_mode_returns_once_the_server_has_started() {
+    let backend = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, pid_file) = (free_port(), dir.path().join("edgeproxy.pid"));
+    let config = dir.path().join("edgeproxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: [\"127.0.0.1:{port}\"]\n  pid_file: {}\n{}routes:\n  - {{ path: /, upstream: app }}\n",
+            pid_file.display(),
+            upstream(&[&backend], &[1])
+        ),
+    )
+    .unwrap();
+    let _daemon = PidFileGuard(pid_file.clone());
+    // Files, not pipes: the background process keeps its standard output and error, and a
+    // pipe would stay open as long as it runs.
+    let stdout = dir.path().join("stdout.log");
+    let status = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(["-d", "-c", config.to_str().unwrap()])
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let pid = read_pid(&pid_file).expect("a pid");
+    let printed = std::fs::read_to_string(&stdout).unwrap();
+    assert!(printed.contains(&format!("process {pid}")), "{printed}");
+    assert!(alive(pid));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = format!("http://127.0.0.1:{port}/");
+    loop {
+        if let Ok(resp) = common::client().get(&url).send().await {
+            assert_eq!(resp.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Without a pid file there is no way to find the process: refused.
+    let no_pid = config.with_file_name("no-pid.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("pid_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&no_pid, text).unwrap();
+    let out = common::edgeproxy(&["-d", "-c", no_pid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-d needs server.pid_file"));
 }
