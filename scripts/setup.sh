@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Installs what building edgeproxy needs on Debian/Ubuntu: a C compiler and cmake (Pingora's
-# zlib-ng and zstd are C libraries built from source). Safe to run again.
+# zlib-ng and zstd are C libraries built from source). With --test, also what checking
+# deploy/ needs: shellcheck, docker-compose and systemd-analyze from Debian, and the
+# python-hcl2 parser in a virtualenv under target/tools. Safe to run again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+test_tools=false
+[ "${1:-}" = "--test" ] && test_tools=true
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+if $test_tools; then
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   sudo=""
@@ -17,4 +30,9 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust with rustup first" >&2
   exit 1
+fi
+if $test_tools && ! target/tools/venv/bin/python3 -c 'import hcl2' 2>/dev/null; then
+  echo "setup: installing python-hcl2 into target/tools/venv" >&2
+  python3 -m venv target/tools/venv
+  target/tools/venv/bin/pip install -q 'python-hcl2>=7,<9'
 fi

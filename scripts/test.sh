@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs every check and test of edgeproxy: formatting, clippy, unit and integration tests.
-# Installs the build prerequisites first.
+# Runs every check and test of edgeproxy: formatting, clippy, unit and integration tests,
+# then the offline validation of deploy/. Installs the prerequisites first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+deploy/validate.sh

@@ -1,0 +1,55 @@
+#!/bin/bash
+# cloud-init user data: turns a fresh Amazon Linux 2023 or Ubuntu instance into the
+# edgeproxy load-balancer host. Settings come from the environment (terraform/ prepends them):
+#   EDGEPROXY_GIT_URL       repository to build from (required)
+#   EDGEPROXY_GIT_REF       branch or tag (default: main)
+#   EDGEPROXY_TARBALL_URL   a release tarball with the binary; skips the build when set
+#   EDGEPROXY_CONFIG_B64    the config, base64-encoded; else deploy/ec2/edgeproxy.yaml
+#   EDGEPROXY_CONFIG_SSM_PARAMETER  an SSM parameter holding the config: checked every
+#                           minute and reloaded when it changes (every LB host of a fleet)
+set -euxo pipefail
+
+: "${EDGEPROXY_GIT_URL:?set EDGEPROXY_GIT_URL to the repository to build from}"
+ref="${EDGEPROXY_GIT_REF:-main}"
+src=/opt/edgeproxy/src
+
+if command -v dnf >/dev/null; then
+    dnf install -y git gcc gcc-c++ make cmake tar gzip
+    command -v aws >/dev/null || dnf install -y awscli
+else
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y git build-essential cmake curl ca-certificates tar
+    command -v aws >/dev/null || snap install aws-cli --classic
+fi
+
+rm -rf "$src"
+git clone --depth 1 --branch "$ref" "$EDGEPROXY_GIT_URL" "$src"
+
+install_args=()
+if [ -n "${EDGEPROXY_TARBALL_URL:-}" ]; then
+    curl -fsSL -o /opt/edgeproxy/edgeproxy.tar.gz "$EDGEPROXY_TARBALL_URL"
+    install_args+=(--tarball /opt/edgeproxy/edgeproxy.tar.gz)
+else
+    export HOME=/root CARGO_HOME=/opt/edgeproxy/cargo RUSTUP_HOME=/opt/edgeproxy/rustup
+    curl -fsSL https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path
+    (cd "$src" && "$CARGO_HOME/bin/cargo" build --release --locked --bin edgeproxy)
+    install_args+=(--binary "$src/target/release/edgeproxy")
+fi
+
+if [ -n "${EDGEPROXY_CONFIG_B64:-}" ]; then
+    install -d -m 0755 /etc/edgeproxy
+    echo "$EDGEPROXY_CONFIG_B64" | base64 -d >/etc/edgeproxy/edgeproxy.yaml
+fi
+
+"$src/deploy/ec2/install.sh" "${install_args[@]}"
+
+if [ -n "${EDGEPROXY_CONFIG_SSM_PARAMETER:-}" ]; then
+    install -m 0755 "$src/deploy/ec2/config-sync.sh" /usr/local/bin/edgeproxy-config-sync
+    install -m 0644 "$src/deploy/ec2/edgeproxy-config-sync.service" /etc/systemd/system/
+    install -m 0644 "$src/deploy/ec2/edgeproxy-config-sync.timer" /etc/systemd/system/
+    install -d -m 0755 /etc/default
+    echo "EDGEPROXY_CONFIG_SSM_PARAMETER=$EDGEPROXY_CONFIG_SSM_PARAMETER" >/etc/default/edgeproxy-config-sync
+    systemctl daemon-reload
+    systemctl enable --now edgeproxy-config-sync.timer
+fi

@@ -1,0 +1,336 @@
+//! deploy/ checked offline: its configs pass `edgeproxy check`, the compose file and
+//! Prometheus agree with them, the Grafana dashboard asks only for metrics edgeproxy exports,
+//! and install.sh lays out a staging root. (deploy/validate.sh runs the external linters.)
+
+mod common;
+
+use common::{client, edgeproxy, free_port, upstream, Backend, Proxy};
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn check_offline(path: &Path) -> String {
+    let out = edgeproxy(&["check", "--offline", "-c", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Renders terraform's `%{ for b in backends ~}` loop of the config template the way
+/// `templatefile` does, for `backends` as (addr, id).
+fn render_terraform_config(template: &str, backends: &[(&str, &str)]) -> String {
+    let (head, rest) = template
+        .split_once("%{ for b in backends ~}\n")
+        .expect("the loop");
+    let (line, tail) = rest.split_once("%{ endfor ~}\n").expect("its end");
+    let servers: String = backends
+        .iter()
+        .map(|(addr, id)| line.replace("${b.addr}", addr).replace("${b.id}", id))
+        .collect();
+    assert!(
+        !servers.contains("${"),
+        "an unrendered reference: {servers}"
+    );
+    format!("{head}{servers}{tail}")
+}
+
+#[test]
+fn deploy_configs_pass_check() {
+    let summary = check_offline(&repo("deploy/docker/edgeproxy.yaml"));
+    assert!(
+        summary.contains("1 upstream(s) with 3 server(s)"),
+        "{summary}"
+    );
+    check_offline(&repo("deploy/ec2/edgeproxy.yaml"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("edgeproxy.yaml");
+    let template = read("deploy/ec2/terraform/edgeproxy.yaml.tftpl");
+    let backends = [
+        ("10.0.1.5:8000", "backend-1"),
+        ("10.0.2.7:8000", "backend-2"),
+    ];
+    std::fs::write(&rendered, render_terraform_config(&template, &backends)).unwrap();
+    let summary = check_offline(&rendered);
+    assert!(summary.contains("with 2 server(s)"), "{summary}");
+}
+
+#[test]
+fn compose_backends_prometheus_and_config_agree() {
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/docker/docker-compose.yml")).unwrap();
+    let services = compose["services"].as_mapping().expect("services");
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/docker/edgeproxy.yaml")).unwrap();
+
+    // Every server of the upstream is a compose service, with weights 1:2:3.
+    let servers = config["upstreams"]["app"]["servers"].as_sequence().unwrap();
+    let mut weights = Vec::new();
+    for server in servers {
+        let addr = server["addr"].as_str().unwrap();
+        let host = addr.split(':').next().unwrap();
+        assert!(services.contains_key(host), "no compose service `{host}`");
+        let id = &services[host]["environment"]["INSTANCE_ID"];
+        assert_eq!(id.as_str(), server["id"].as_str(), "{host}'s INSTANCE_ID");
+        weights.push(server["weight"].as_u64().unwrap());
+    }
+    assert_eq!(weights, [1, 2, 3]);
+
+    // The files it mounts exist; edgeproxy's is the config checked above.
+    let proxy = &services["edgeproxy"];
+    let mounts: Vec<&str> = proxy["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(mounts.contains(&"./edgeproxy.yaml:/etc/edgeproxy/edgeproxy.yaml:ro"));
+    for service in services.values() {
+        for mount in service["volumes"].as_sequence().into_iter().flatten() {
+            let source = mount.as_str().unwrap().split(':').next().unwrap();
+            assert!(
+                repo("deploy/docker").join(source).exists(),
+                "mounted but missing: {source}"
+            );
+        }
+    }
+
+    // Prometheus scrapes the port the config serves metrics on, which compose does not
+    // publish; the proxy port is published.
+    let metrics_port = config["metrics"]["listen"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(read("deploy/docker/prometheus/prometheus.yml")
+        .contains(&format!("\"edgeproxy:{metrics_port}\"")));
+    let published: Vec<&str> = proxy["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(published, ["8080:8080"]);
+    assert!(read("deploy/docker/Dockerfile").contains("http://127.0.0.1:8080/edge-health"));
+    assert_eq!(
+        config["server"]["health_path"].as_str(),
+        Some("/edge-health")
+    );
+}
+
+/// The metric names in a PromQL expression.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("edgeproxy_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_dashboard_asks_only_for_exported_metrics() {
+    let backend = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}\n{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    ));
+    for _ in 0..3 {
+        client().get(proxy.url("/")).send().await.unwrap();
+    }
+    let exposition = client()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Every sample name edgeproxy exports, histograms' _bucket/_sum/_count included.
+    let exported: BTreeSet<String> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect();
+
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/docker/grafana/dashboards/edgeproxy.json")).unwrap();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut asked = BTreeSet::new();
+    let mut titles = Vec::new();
+    for panel in panels {
+        titles.push(panel["title"].as_str().unwrap().to_lowercase());
+        assert_eq!(panel["datasource"]["uid"], "prometheus");
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let names = metric_names(expr);
+            assert!(
+                !names.is_empty(),
+                "a query with no edgeproxy metric: {expr}"
+            );
+            asked.extend(names);
+        }
+    }
+    let unknown: Vec<_> = asked.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard asks for {unknown:?}, which edgeproxy does not export"
+    );
+    for wanted in [
+        "requests/s per backend",
+        "latency",
+        "backend up",
+        "in flight",
+        "5xx",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(wanted)),
+            "no panel on {wanted}: {titles:?}"
+        );
+    }
+    let latency = serde_json::to_string(&dashboard).unwrap();
+    for quantile in ["0.50", "0.95", "0.99"] {
+        assert!(latency.contains(&format!("histogram_quantile({quantile}")));
+    }
+    let datasource = read("deploy/docker/grafana/provisioning/datasources/prometheus.yml");
+    assert!(
+        datasource.contains("uid: prometheus") && datasource.contains("http://prometheus:9090")
+    );
+}
+
+fn install(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(repo("deploy/ec2/install.sh"))
+        .args(args)
+        .env_remove("DESTDIR")
+        .output()
+        .expect("bash runs")
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn install_sh_lays_out_a_staging_root_and_keeps_an_edited_config() {
+    let root = tempfile::tempdir().unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    let binary = env!("CARGO_BIN_EXE_edgeproxy");
+    let out = install(&["--destdir", root_arg, "--binary", binary]);
+    assert!(out.status.success(), "{out:?}");
+
+    let at = |p: &str| root.path().join(p);
+    assert_eq!(mode(&at("usr/local/bin/edgeproxy")), 0o755);
+    assert_eq!(
+        std::fs::read(at("usr/local/bin/edgeproxy")).unwrap(),
+        std::fs::read(binary).unwrap()
+    );
+    assert_eq!(mode(&at("etc/edgeproxy/edgeproxy.yaml")), 0o644);
+    assert_eq!(
+        std::fs::read_to_string(at("etc/edgeproxy/edgeproxy.yaml")).unwrap(),
+        read("deploy/ec2/edgeproxy.yaml")
+    );
+    assert_eq!(mode(&at("etc/edgeproxy/tls")), 0o750);
+    assert_eq!(
+        std::fs::read_to_string(at("etc/systemd/system/edgeproxy.service")).unwrap(),
+        read("deploy/ec2/edgeproxy.service")
+    );
+
+    // Run again: idempotent, and an edited config is kept.
+    let edited = read("deploy/ec2/edgeproxy.yaml").replace("grace_period: 20s", "grace_period: 5s");
+    std::fs::write(at("etc/edgeproxy/edgeproxy.yaml"), &edited).unwrap();
+    let out = install(&["--destdir", root_arg, "--binary", binary]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept"));
+    assert_eq!(
+        std::fs::read_to_string(at("etc/edgeproxy/edgeproxy.yaml")).unwrap(),
+        edited
+    );
+}
+
+#[test]
+fn install_sh_takes_a_tarball_and_refuses_bad_input() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("bin")).unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_edgeproxy"),
+        work.path().join("bin/edgeproxy"),
+    )
+    .unwrap();
+    let tarball = work.path().join("edgeproxy.tar.gz");
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(work.path())
+        .arg("bin")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = tempfile::tempdir().unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    let out = install(&[
+        "--destdir",
+        root_arg,
+        "--tarball",
+        tarball.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(root.path().join("usr/local/bin/edgeproxy").exists());
+
+    let refused = |args: &[&str], says: &str| {
+        let out = install(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?} was accepted");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    refused(
+        &["--destdir", root_arg, "--upgrade"],
+        "cannot go with --destdir",
+    );
+    refused(
+        &["--destdir", root_arg, "--binary", "/nonexistent/edgeproxy"],
+        "no edgeproxy binary",
+    );
+    refused(&["--frobnicate"], "unknown option --frobnicate");
+    let bad = work.path().join("bad.yaml");
+    std::fs::write(&bad, "upstreams: {}\nroutes: []\n").unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    refused(
+        &[
+            "--destdir",
+            fresh.path().to_str().unwrap(),
+            "--binary",
+            env!("CARGO_BIN_EXE_edgeproxy"),
+            "--config",
+            bad.to_str().unwrap(),
+        ],
+        "upstreams",
+    );
+}
