@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, edgeproxy, free_port, upstream, Backend, Proxy};
+use common::{client, edgeproxy, free_port, get_text, upstream, Backend, Proxy};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -160,14 +160,7 @@ async fn the_dashboard_asks_only_for_exported_metrics() {
     for _ in 0..3 {
         client().get(proxy.url("/")).send().await.unwrap();
     }
-    let exposition = client()
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     // Every sample name edgeproxy exports, histograms' _bucket/_sum/_count included.
     let exported: BTreeSet<String> = exposition
         .lines()

@@ -2,19 +2,12 @@
 
 mod common;
 
-use common::{client, free_port, metric, Backend, Proxy};
+use common::{client, free_port, get_json, get_text, metric, Backend, Proxy};
 use std::time::Duration;
 
 /// Scrapes /metrics and checks that a real Prometheus text-format parser accepts it all.
 async fn scrape(metrics_port: u16) -> prometheus_parse::Scrape {
-    let text = client()
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     let lines = text.lines().map(|l| Ok(l.to_string()));
     prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format")
 }
@@ -299,14 +292,7 @@ routes:
         good.addr()
     ));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let status: serde_json::Value = client()
-        .get(format!("http://127.0.0.1:{metrics_port}/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&format!("http://127.0.0.1:{metrics_port}/status")).await;
     let app = &status["upstreams"][0];
     assert_eq!(app["name"], "app");
     assert_eq!(app["balance"], "least_conn");

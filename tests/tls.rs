@@ -94,15 +94,22 @@ async fn echo(http: &reqwest::Client, url: &str) -> (reqwest::Version, Vec<u8>, 
     (version, certificate, body["headers"].clone())
 }
 
-#[tokio::test]
-async fn https_with_http2_reaches_the_backend_as_forwarded_https() {
+/// A proxy with an HTTPS listener (plus `tls_extra` lines) in front of one backend; returns
+/// them, the certificate and the HTTPS port.
+fn https_proxy(tls_extra: &str) -> (Backend, CertFiles, u16, Proxy) {
     let backend = Backend::start("1");
     let certs = CertFiles::new();
     let tls_port = free_port();
     let proxy = Proxy::start_with(
-        &certs.server_keys(tls_port, ""),
+        &certs.server_keys(tls_port, tls_extra),
         &format!("{}{ROUTE_ALL}", upstream(&[&backend], &[1])),
     );
+    (backend, certs, tls_port, proxy)
+}
+
+#[tokio::test]
+async fn https_with_http2_reaches_the_backend_as_forwarded_https() {
+    let (_backend, certs, tls_port, proxy) = https_proxy("");
     let url = format!("https://localhost:{tls_port}/echo");
 
     let (version, certificate, headers) =
@@ -118,26 +125,13 @@ async fn https_with_http2_reaches_the_backend_as_forwarded_https() {
     assert_eq!(headers["x-forwarded-proto"], "https");
 
     // Plain HTTP goes on beside it.
-    let body: serde_json::Value = common::client()
-        .get(proxy.url("/echo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = common::get_json(&proxy.url("/echo")).await;
     assert_eq!(body["headers"]["x-forwarded-proto"], "http");
 }
 
 #[tokio::test]
 async fn http2_can_be_turned_off() {
-    let backend = Backend::start("1");
-    let certs = CertFiles::new();
-    let tls_port = free_port();
-    let _proxy = Proxy::start_with(
-        &certs.server_keys(tls_port, "    http2: false\n"),
-        &format!("{}{ROUTE_ALL}", upstream(&[&backend], &[1])),
-    );
+    let (_backend, certs, tls_port, _proxy) = https_proxy("    http2: false\n");
     let resp = https_client(&certs.pem, tls_port, false)
         .get(format!("https://localhost:{tls_port}/"))
         .send()
@@ -289,13 +283,7 @@ fn check_rejects_a_missing_or_wrong_certificate() {
 
 #[tokio::test]
 async fn watch_picks_up_renewed_certificate_files() {
-    let backend = Backend::start("1");
-    let certs = CertFiles::new();
-    let tls_port = free_port();
-    let _proxy = Proxy::start_with(
-        &certs.server_keys(tls_port, "  watch: true\n"),
-        &format!("{}{ROUTE_ALL}", upstream(&[&backend], &[1])),
-    );
+    let (_backend, certs, tls_port, _proxy) = https_proxy("  watch: true\n");
     let certs = certs.renew();
     let url = format!("https://localhost:{tls_port}/");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

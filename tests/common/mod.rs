@@ -445,6 +445,23 @@ pub async fn load_totals(
     totals
 }
 
+/// The body of a GET to `url`, as text.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The body of a GET to `url`, as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    serde_json::from_str(&get_text(url).await).expect("JSON")
+}
+
 /// An HTTP client that keeps connections alive, like a browser.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
