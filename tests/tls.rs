@@ -74,6 +74,15 @@ fn https_client(pem: &str, port: u16, http1_only: bool) -> reqwest::Client {
     builder.build().expect("client")
 }
 
+/// `GET https://localhost:PORT/` from a new client trusting only `pem`: a new connection, so
+/// a new handshake with whatever certificate the proxy serves now.
+async fn get_root(pem: &str, port: u16) -> reqwest::Result<reqwest::Response> {
+    https_client(pem, port, false)
+        .get(format!("https://localhost:{port}/"))
+        .send()
+        .await
+}
+
 /// The DER of the certificate the server presented.
 fn peer_certificate(resp: &reqwest::Response) -> Vec<u8> {
     resp.extensions()
@@ -132,11 +141,7 @@ async fn https_with_http2_reaches_the_backend_as_forwarded_https() {
 #[tokio::test]
 async fn http2_can_be_turned_off() {
     let (_backend, certs, tls_port, _proxy) = https_proxy("    http2: false\n");
-    let resp = https_client(&certs.pem, tls_port, false)
-        .get(format!("https://localhost:{tls_port}/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_root(&certs.pem, tls_port).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
 }
@@ -151,26 +156,16 @@ async fn a_reload_serves_the_renewed_certificate_and_a_bad_one_changes_nothing()
         upstream(&[&backend], &[1])
     );
     let proxy = Proxy::start_with(&certs.server_keys(tls_port, ""), &body);
-    let url = format!("https://localhost:{tls_port}/");
     let (first, first_der) = (certs.pem.clone(), certs.der.clone());
-    let resp = https_client(&first, tls_port, false)
-        .get(&url)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_root(&first, tls_port).await.unwrap();
     assert_eq!(peer_certificate(&resp), first_der);
 
     let certs = certs.renew();
     assert!(proxy.reload(&body), "the reload is taken");
     // A client that trusts only the old certificate is now refused; one that trusts the new
     // one gets it, on a new connection.
-    assert!(https_client(&first, tls_port, false)
-        .get(&url)
-        .send()
-        .await
-        .is_err());
-    let renewed = https_client(&certs.pem, tls_port, false);
-    let resp = renewed.get(&url).send().await.unwrap();
+    assert!(get_root(&first, tls_port).await.is_err());
+    let resp = get_root(&certs.pem, tls_port).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(peer_certificate(&resp), certs.der);
 
@@ -181,11 +176,7 @@ async fn a_reload_serves_the_renewed_certificate_and_a_bad_one_changes_nothing()
     assert!(proxy.log().contains("server.tls.key"), "{}", proxy.log());
     let error = "edgeproxy_config_reloads_total{result=\"error\"}";
     assert_eq!(metric(metrics_port, error).await, Some(1.0));
-    let resp = https_client(&certs.pem, tls_port, false)
-        .get(&url)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_root(&certs.pem, tls_port).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(peer_certificate(&resp), certs.der);
 }
@@ -231,11 +222,7 @@ async fn plain_http_is_redirected_to_https_but_health_checks_are_not() {
         "nothing reached the backend over plain HTTP"
     );
 
-    let resp = https_client(&certs.pem, tls_port, false)
-        .get(format!("https://localhost:{tls_port}/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_root(&certs.pem, tls_port).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(backend.requests(), 1);
 }
@@ -285,15 +272,10 @@ fn check_rejects_a_missing_or_wrong_certificate() {
 async fn watch_picks_up_renewed_certificate_files() {
     let (_backend, certs, tls_port, _proxy) = https_proxy("  watch: true\n");
     let certs = certs.renew();
-    let url = format!("https://localhost:{tls_port}/");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         // A new client each time: a new connection, a new handshake.
-        if let Ok(resp) = https_client(&certs.pem, tls_port, false)
-            .get(&url)
-            .send()
-            .await
-        {
+        if let Ok(resp) = get_root(&certs.pem, tls_port).await {
             assert_eq!(peer_certificate(&resp), certs.der);
             break;
         }
