@@ -2,7 +2,7 @@
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::connections::CountConnections;
+use crate::connections::Connections;
 use crate::health::HealthChecker;
 use crate::inflight::Inflight;
 use crate::listeners;
@@ -83,10 +83,8 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         &server.configuration,
         EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
     );
-    let mut proxy = Service::new(
-        "edgeproxy".to_string(),
-        CountConnections::new(app, metrics.downstream_connections.clone()),
-    );
+    let connections = Connections::new(metrics.downstream_connections.clone(), inflight.clone());
+    let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
     for addr in &settings.listen {
         proxy.add_tcp(&addr.to_string());
     }
@@ -115,7 +113,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
             path.to_path_buf(),
             settings.upgrade_sock.clone(),
             inflight,
-            metrics.downstream_connections.clone(),
+            connections,
             settings.grace_period,
             phases,
         )),

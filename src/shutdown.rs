@@ -7,11 +7,11 @@
 //! Pingora alone would always sleep the whole grace period, in whole seconds, even with
 //! nothing in flight; a deploy that waits 10 s per instance for nothing is what this avoids.
 
+use crate::connections::{Connections, SETTLE};
 use crate::daemon;
 use crate::inflight::Inflight;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
-use prometheus::IntGauge;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::thread;
@@ -22,19 +22,13 @@ use tokio::sync::broadcast::{self, error::RecvError};
 /// How often a draining process looks at the in-flight count.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// How long a draining process waits on client connections with no request in flight. A
-/// connection accepted just before the listeners closed has its request counted only once
-/// the header is read, which a busy machine may take a while to do; idle keep-alive
-/// connections are closed after this.
-const SETTLE: Duration = Duration::from_secs(1);
-
 /// Watches the process signals for Pingora's server loop.
 pub struct Signals {
     /// The config file, for a successor started on SIGUSR2.
     config: PathBuf,
     upgrade_sock: PathBuf,
     inflight: Inflight,
-    connections: IntGauge,
+    connections: Connections,
     grace_period: Duration,
     phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
@@ -48,7 +42,7 @@ impl Signals {
         config: PathBuf,
         upgrade_sock: PathBuf,
         inflight: Inflight,
-        connections: IntGauge,
+        connections: Connections,
         grace_period: Duration,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> Self {
@@ -63,8 +57,9 @@ impl Signals {
     }
 
     /// Once Pingora has closed the listeners (at once on SIGTERM, after the socket hand-over
-    /// on SIGQUIT), exits the process when nothing is in flight and no client connection is
-    /// open (or, past [`SETTLE`], only idle ones are), or at the end of the grace period.
+    /// on SIGQUIT) and then the connections left waiting for a request, exits the process
+    /// when nothing is in flight and no client connection is open (or, [`SETTLE`] past that
+    /// close, only ones with nothing in flight are), or at the end of the grace period.
     /// Runs on its own thread because Pingora's main thread sleeps meanwhile.
     fn spawn_drain(&self) {
         let Some(mut phases) = self.phases.lock().unwrap_or_else(|e| e.into_inner()).take() else {
@@ -81,8 +76,8 @@ impl Signals {
                     Err(RecvError::Closed) => return,
                 }
             }
-            let started = Instant::now();
-            let deadline = started + grace_period;
+            let deadline = Instant::now() + grace_period;
+            let mut idle_closed_at = None;
             let mut idle_polls = 0;
             while idle_polls < 2 {
                 let now = Instant::now();
@@ -93,7 +88,13 @@ impl Signals {
                     );
                     exit();
                 }
-                let settled = connections.get() == 0 || now >= started + SETTLE;
+                if idle_closed_at.is_none() && connections.idle_closed() {
+                    idle_closed_at = Some(now);
+                }
+                // What stays open after the idle close with nothing in flight is a response
+                // being finished, or an HTTP/2 client slow to act on its GOAWAY.
+                let settled =
+                    idle_closed_at.is_some_and(|at| connections.open() == 0 || now >= at + SETTLE);
                 idle_polls = if inflight.count() == 0 && settled {
                     idle_polls + 1
                 } else {

@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{client, edgeproxy, free_port, upstream, wait_inflight, Backend, Proxy};
-use std::net::TcpListener;
+use common::{client, edgeproxy, free_port, metric, upstream, wait_inflight, Backend, Proxy};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
@@ -205,6 +206,51 @@ async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period(
     assert!(
         elapsed < Duration::from_secs(3),
         "exited {elapsed:?} after SIGTERM; nothing was left in flight after ~0.8s"
+    );
+}
+
+/// Waits until the proxy has accepted `n` client connections.
+async fn wait_connections(metrics_port: u16, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(metrics_port, "edgeproxy_downstream_connections").await != Some(n) {
+        assert!(Instant::now() < deadline, "never {n} connection(s) open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_answers_a_request_sent_late_on_a_connection_accepted_before_it() {
+    let backend = Backend::start("1");
+    let (mut proxy, metrics_port) = proxy_with_grace(&backend, "5s");
+    let mut late = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    let mut silent = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    wait_connections(metrics_port, 2.0).await;
+
+    let signalled = Instant::now();
+    proxy.child.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    late.write_all(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    late.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "no keep-alive past shutdown: {answer}"
+    );
+
+    // A connection that never sends a request is closed once the wait is over.
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap_or(0), 0);
+    let status = proxy
+        .child
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits");
+    assert!(status.success(), "{status}");
+    let elapsed = signalled.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "exited {elapsed:?} after SIGTERM, with only an idle connection left after 0.3s"
     );
 }
 
