@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# edgeproxy against nginx and HAProxy, measured in one run on this machine. The same two
+# fast backends (one nginx worker, `return 200`) and the same demo backend for SSE sit
+# behind all three proxies, each with one worker and its access log off; wrk drives them in
+# interleaved rounds (edgeproxy, nginx, HAProxy, edgeproxy, ...). Per run it records
+# requests/s, p50/p99/p99.9 latency, CPU seconds of the proxy's process per 10k requests and
+# its peak RSS (since the scenario started); bench/summarize.py turns that into medians and edgeproxy/nginx and
+# edgeproxy/HAProxy ratios (min, median, max over rounds). Only 127.0.0.1 is used.
+#
+#   bench/run.sh [ROUNDS] [SECONDS]          defaults: 3 rounds of 5 s per wrk run
+#   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse
+#
+# Scenarios: small (GET /, keep-alive, 32 connections), many (10,000 concurrent
+# connections), big (1 MiB responses, 8 connections), close (a new connection per request,
+# 32 at a time), sse (1,000 open event streams: memory per stream).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+seconds=${2:-5}
+scenarios=${SCENARIOS:-small many big close sse}
+proxies=(edgeproxy nginx haproxy)
+
+scripts/setup.sh
+missing=()
+for tool in wrk nginx haproxy python3; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  packages=("${missing[@]/nginx/nginx-light}")
+  echo "bench: installing ${packages[*]}" >&2
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+cargo build --release --locked --bins -q
+# 10,000 client connections need as many descriptors in wrk and twice that in a proxy.
+ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+chmod 755 "$work" # nginx workers may run as another user and serve the 1 MiB file from here
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+declare -A port=([b1]=18201 [b2]=18202 [sse]=18203 [edgeproxy]=18210 [nginx]=18211
+  [haproxy]=18212 [metrics]=18213)
+for p in "${port[@]}"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "bench: port $p on 127.0.0.1 is in use; stop what listens there" >&2
+    exit 1
+  fi
+done
+render() {
+  sed -e "s|@WORK@|$work|g" -e "s|@PORT_B1@|${port[b1]}|g" -e "s|@PORT_B2@|${port[b2]}|g" \
+    -e "s|@PORT_SSE@|${port[sse]}|g" -e "s|@PORT_EDGEPROXY@|${port[edgeproxy]}|g" \
+    -e "s|@PORT_NGINX@|${port[nginx]}|g" -e "s|@PORT_HAPROXY@|${port[haproxy]}|g" \
+    -e "s|@PORT_METRICS@|${port[metrics]}|g" "bench/conf/$1" >"$work/$1"
+}
+for conf in backend-nginx.conf nginx.conf haproxy.cfg edgeproxy.yaml; do render "$conf"; done
+head -c 1048576 /dev/urandom >"$work/1m.bin"
+
+# Waits until each named server answers GET /.
+wait_up() {
+  local name
+  for name in "$@"; do
+    for _ in $(seq 100); do
+      curl -fs -o /dev/null "http://127.0.0.1:${port[$name]}/" -m 1 && continue 2
+      sleep 0.1
+    done
+    echo "bench: nothing answers on port ${port[$name]} ($name); see $work" >&2
+    exit 1
+  done
+}
+
+nginx -p "$work" -e "$work/backend-error.log" -c "$work/backend-nginx.conf" &
+pids+=($!)
+target/release/edgeproxy-demo --listen "127.0.0.1:${port[sse]}" --id sse --threads 1 2>/dev/null &
+pids+=($!)
+wait_up b1 b2 sse
+
+# Fresh proxies for each scenario, so that its peak RSS and memory per stream are its own.
+declare -A pid
+start_proxies() {
+  nginx -p "$work" -e "$work/nginx-error.log" -c "$work/nginx.conf" &
+  local nginx_master=$!
+  haproxy -db -f "$work/haproxy.cfg" 2>>"$work/haproxy.log" &
+  pid[haproxy]=$!
+  # Pingora logs each client that leaves mid-request (wrk at the end of a run) as an error.
+  RUST_LOG=warn target/release/edgeproxy -c "$work/edgeproxy.yaml" 2>>"$work/edgeproxy.log" &
+  pid[edgeproxy]=$!
+  proxy_pids=("$nginx_master" "${pid[haproxy]}" "${pid[edgeproxy]}")
+  pids+=("${proxy_pids[@]}")
+  wait_up "${proxies[@]}"
+  # nginx's master only hands connections to its worker: the worker is what is measured.
+  pid[nginx]=$(pgrep -P "$nginx_master" | head -1)
+  sleep 2 # let edgeproxy's first health checks pass
+}
+stop_proxies() {
+  kill "${proxy_pids[@]}"
+  wait "${proxy_pids[@]}" 2>/dev/null || true
+}
+
+clk=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+status_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
+
+results=$work/results.tsv
+printf "scenario\tround\tproxy\trps\tp50_us\tp99_us\tp999_us\tcpu_s_per_10k\tpeak_rss_kib\terrors\tstreams\tkib_per_stream\n" >"$results"
+
+# One wrk run against one proxy: appends a row of results.
+drive() {
+  local scenario=$1 round=$2 proxy=$3
+  shift 3
+  local p=${pid[$proxy]}
+  local before after line
+  before=$(cpu_ticks "$p")
+  line=$(wrk "$@" -d"${seconds}s" -s bench/report.lua "http://127.0.0.1:${port[$proxy]}$path" |
+    grep '^RESULT')
+  after=$(cpu_ticks "$p")
+  read -r _ requests secs p50 p99 p999 socket_errors status_errors <<<"$line"
+  awk -v OFS='\t' -v s="$scenario" -v r="$round" -v x="$proxy" -v n="$requests" -v t="$secs" \
+    -v a="$p50" -v b="$p99" -v c="$p999" -v ticks=$((after - before)) -v clk="$clk" \
+    -v rss="$(status_kib "$p" VmHWM)" -v e=$((socket_errors + status_errors)) \
+    'BEGIN {print s, r, x, n / t, a, b, c, (n ? ticks / clk / n * 10000 : 0), rss, e, "", ""}' \
+    >>"$results"
+}
+
+# 1,000 event streams through one proxy: their memory, from the proxy's RSS before and after.
+fan_out() {
+  local round=$1 proxy=$2 p=${pid[$2]} streams=1000
+  local before ready=$work/sse-ready
+  rm -f "$ready"
+  before=$(status_kib "$p" VmRSS)
+  python3 bench/sse_fanout.py "${port[$proxy]}" "$streams" "$ready" &
+  local client=$!
+  for _ in $(seq 900); do [ -s "$ready" ] && break; sleep 0.1; done
+  local opened after
+  opened=$(cat "$ready" 2>/dev/null || echo 0)
+  after=$(status_kib "$p" VmRSS)
+  kill "$client" 2>/dev/null || true
+  wait "$client" 2>/dev/null || true
+  awk -v OFS='\t' -v r="$round" -v x="$proxy" -v n="$opened" -v a="$before" -v b="$after" \
+    -v e=$((streams - opened)) \
+    'BEGIN {print "sse", r, x, "", "", "", "", "", b, e, n, (n ? (b - a) / n : "")}' >>"$results"
+  sleep 2 # let the proxy close the streams before the next one is measured
+}
+
+echo "bench: $rounds round(s), scenarios: $scenarios, ${seconds}s per wrk run" >&2
+for scenario in $scenarios; do
+  start_proxies
+  for round in $(seq "$rounds"); do
+    for proxy in "${proxies[@]}"; do
+      echo "bench: round $round, $scenario, $proxy" >&2
+      path=/
+      case $scenario in
+        small) drive "$scenario" "$round" "$proxy" -t1 -c32 ;;
+        many) drive "$scenario" "$round" "$proxy" -t2 -c10000 --timeout 10s ;;
+        big) path=/1m drive "$scenario" "$round" "$proxy" -t1 -c8 ;;
+        close) drive "$scenario" "$round" "$proxy" -t1 -c32 -H "Connection: close" ;;
+        sse) fan_out "$round" "$proxy" ;;
+        *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
+      esac
+      sleep 1
+    done
+  done
+  stop_proxies
+done
+
+mkdir -p target/bench
+cp "$results" target/bench/last-run.tsv
+echo "bench: raw results in target/bench/last-run.tsv" >&2
+python3 bench/summarize.py "$results"
