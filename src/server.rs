@@ -44,6 +44,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         // grace period; Pingora's own timer counts whole seconds.
         grace_period_seconds: Some(settings.grace_period.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
+        work_stealing: false,
         upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
