@@ -83,7 +83,7 @@ pids+=($!)
 wait_up b1 b2 sse
 
 # Fresh proxies for each scenario, so that its peak RSS and memory per stream are its own.
-declare -A pid
+declare -A pid base_rss
 start_proxies() {
   nginx -p "$work" -e "$work/nginx-error.log" -c "$work/nginx.conf" &
   local nginx_master=$!
@@ -98,6 +98,8 @@ start_proxies() {
   # nginx's master only hands connections to its worker: the worker is what is measured.
   pid[nginx]=$(pgrep -P "$nginx_master" | head -1)
   sleep 2 # let edgeproxy's first health checks pass
+  local proxy
+  for proxy in "${proxies[@]}"; do base_rss[$proxy]=$(status_kib "${pid[$proxy]}" VmRSS); done
 }
 stop_proxies() {
   kill "${proxy_pids[@]}"
@@ -129,12 +131,12 @@ drive() {
     >>"$results"
 }
 
-# 1,000 event streams through one proxy: their memory, from the proxy's RSS before and after.
+# 1,000 event streams through one proxy: their memory, from the proxy's RSS once they are all
+# open against its RSS when it started (memory freed by an earlier round may be kept).
 fan_out() {
   local round=$1 proxy=$2 p=${pid[$2]} streams=1000
-  local before ready=$work/sse-ready
+  local before=${base_rss[$proxy]} ready=$work/sse-ready
   rm -f "$ready"
-  before=$(status_kib "$p" VmRSS)
   python3 bench/sse_fanout.py "${port[$proxy]}" "$streams" "$ready" &
   local client=$!
   for _ in $(seq 900); do [ -s "$ready" ] && break; sleep 0.1; done
