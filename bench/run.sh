@@ -113,10 +113,11 @@ status_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 results=$work/results.tsv
 printf "scenario\tround\tproxy\trps\tp50_us\tp99_us\tp999_us\tcpu_s_per_10k\tpeak_rss_kib\terrors\tstreams\tkib_per_stream\n" >"$results"
 
-# One wrk run against one proxy: appends a row of results.
+# One wrk run against one proxy for PATH, with the wrk options that follow: appends a row of
+# results.
 drive() {
-  local scenario=$1 round=$2 proxy=$3
-  shift 3
+  local scenario=$1 round=$2 proxy=$3 path=$4
+  shift 4
   local p=${pid[$proxy]}
   local before after line
   before=$(cpu_ticks "$p")
@@ -157,12 +158,11 @@ for scenario in $scenarios; do
   for round in $(seq "$rounds"); do
     for proxy in "${proxies[@]}"; do
       echo "bench: round $round, $scenario, $proxy" >&2
-      path=/
       case $scenario in
-        small) drive "$scenario" "$round" "$proxy" -t1 -c32 ;;
-        many) drive "$scenario" "$round" "$proxy" -t2 -c10000 --timeout 10s ;;
-        big) path=/1m drive "$scenario" "$round" "$proxy" -t1 -c8 ;;
-        close) drive "$scenario" "$round" "$proxy" -t1 -c32 -H "Connection: close" ;;
+        small) drive "$scenario" "$round" "$proxy" / -t1 -c32 ;;
+        many) drive "$scenario" "$round" "$proxy" / -t2 -c10000 --timeout 10s ;;
+        big) drive "$scenario" "$round" "$proxy" /1m -t1 -c8 ;;
+        close) drive "$scenario" "$round" "$proxy" / -t1 -c32 -H "Connection: close" ;;
         sse) fan_out "$round" "$proxy" ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
       esac
