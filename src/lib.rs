@@ -17,6 +17,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod request;
 pub mod resolver;
 pub mod route;
 pub mod server;

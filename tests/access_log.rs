@@ -2,26 +2,10 @@
 
 mod common;
 
-use common::{client, upstream, Backend, Proxy};
-use std::time::{Duration, Instant};
+use common::{client, line_with, upstream, Backend, Proxy};
+use std::time::Duration;
 
 const ROUTE_ALL: &str = "routes:\n  - { path: /, upstream: app }\n";
-
-/// Waits until `read()` has a line containing `needle`, and returns that line.
-async fn line_with(read: impl Fn() -> String, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(line) = read().lines().find(|l| l.contains(needle)) {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needle:?} in:\n{}",
-            read()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn each_request_gets_a_combined_line_on_stdout_except_health_checks() {

@@ -55,10 +55,14 @@ async fn identity_headers_name_the_server_that_answered() {
 async fn forwarded_headers_reach_the_backend_and_host_is_unchanged() {
     let b1 = Backend::start("1");
     let proxy = Proxy::start(&format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])));
+    // A client that is not a trusted proxy cannot make itself someone else.
     let resp = client()
         .get(proxy.url("/echo"))
         .header("Host", "shop.example.com")
         .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Real-IP", "203.0.113.9")
+        .header("X-Served-By", "app9:80")
+        .header("X-Instance-ID", "9")
         .send()
         .await
         .unwrap();
@@ -66,12 +70,34 @@ async fn forwarded_headers_reach_the_backend_and_host_is_unchanged() {
     let headers = &echo["headers"];
     assert_eq!(headers["host"], "shop.example.com");
     assert_eq!(headers["x-real-ip"], "127.0.0.1");
-    assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
+    assert!(headers.get("x-served-by").is_none(), "{headers}");
+    assert!(headers.get("x-instance-id").is_none(), "{headers}");
+}
 
-    let resp = client().get(proxy.url("/echo")).send().await.unwrap();
+#[tokio::test]
+async fn a_trusted_proxy_extends_the_forwarded_chain_and_names_the_client() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start_with(
+        "  trusted_proxies: [\"127.0.0.0/8\"]",
+        &format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])),
+    );
+    let resp = client()
+        .get(proxy.url("/echo"))
+        .header("X-Forwarded-For", "198.51.100.7, 203.0.113.9")
+        .send()
+        .await
+        .unwrap();
     let echo: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+    let headers = &echo["headers"];
+    assert_eq!(
+        headers["x-forwarded-for"],
+        "198.51.100.7, 203.0.113.9, 127.0.0.1"
+    );
+    assert_eq!(headers["x-real-ip"], "203.0.113.9");
+    // The access log names the client too, as nginx's realip module makes it.
+    common::line_with(|| proxy.stdout(), "203.0.113.9 - - [").await;
 }
 
 #[tokio::test]

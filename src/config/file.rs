@@ -1,7 +1,9 @@
 //! The YAML file as written: every section rejects unknown keys, every value checks itself
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
-use super::values::{ByteSize, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight};
+use super::values::{
+    ByteSize, Cidr, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight,
+};
 use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -38,6 +40,9 @@ pub struct FileServer {
     #[serde(default)]
     pub watch: bool,
     pub tls: Option<FileTls>,
+    pub trusted_proxies: Option<Vec<Cidr>>,
+    pub max_header_size: Option<ByteSize>,
+    pub max_header_count: Option<usize>,
 }
 
 /// `server.tls:`

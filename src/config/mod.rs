@@ -54,6 +54,19 @@ pub struct ServerSettings {
     pub watch: bool,
     /// HTTPS listeners, if any.
     pub tls: Option<Tls>,
+    /// Proxies in front whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<values::Cidr>,
+    /// What one client may send and hold.
+    pub limits: ClientLimits,
+}
+
+/// Limits on what a client may send; beyond them it gets a 4xx, not the proxy's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Bytes of a request's line and header fields together (431 beyond).
+    pub max_header_size: usize,
+    /// Header fields of one request (431 beyond).
+    pub max_header_count: usize,
 }
 
 /// `server.tls` settings.

@@ -797,3 +797,61 @@ fn names_are_left_alone_when_not_looked_up() {
     let err = parse_with(Path::new("test.yaml"), &twice, NameLookup::Skip).unwrap_err();
     assert!(err.to_string().contains("same server"), "{err}");
 }
+
+#[test]
+fn client_keys_are_read_and_checked() {
+    let config = parse_ok(MINIMAL);
+    assert!(config.server.trusted_proxies.is_empty());
+    assert_eq!(config.server.limits.max_header_size, 32 << 10);
+    assert_eq!(config.server.limits.max_header_count, 100);
+    let config = parse_ok(&format!(
+        "server:\n  trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.7]\n  max_header_size: 8KiB\n  max_header_count: 50\n{MINIMAL}"
+    ));
+    assert_eq!(config.server.trusted_proxies.len(), 3);
+    assert_eq!(config.server.trusted_proxies[2].to_string(), "192.0.2.7/32");
+    assert_eq!(config.server.limits.max_header_size, 8 << 10);
+    assert_eq!(config.server.limits.max_header_count, 50);
+    for (server, key, what) in [
+        (
+            "trusted_proxies: [10.0.0.1/8]",
+            "server.trusted_proxies",
+            "10.0.0.0/8",
+        ),
+        (
+            "trusted_proxies: [alb]",
+            "server.trusted_proxies",
+            "not an IP",
+        ),
+        (
+            "max_header_size: 2MiB",
+            "server.max_header_size",
+            "1KiB to 1MiB",
+        ),
+        (
+            "max_header_size: 100B",
+            "server.max_header_size",
+            "1KiB to 1MiB",
+        ),
+        ("max_header_count: 0", "server.max_header_count", "1 to 256"),
+        (
+            "max_header_count: 300",
+            "server.max_header_count",
+            "1 to 256",
+        ),
+    ] {
+        assert_err(&format!("server:\n  {server}\n{MINIMAL}"), key, what);
+    }
+}
+
+#[test]
+fn route_paths_must_be_in_normal_form() {
+    for (path, what) in [
+        ("/static/../admin", "write `/admin`"),
+        ("//x", "write `/x`"),
+        ("/%61pi", "write `/api`"),
+        ("/../x", "goes above the root"),
+    ] {
+        let yaml = MINIMAL.replace("path: /,", &format!("path: \"{path}\","));
+        assert_err(&yaml, "routes[0].path", what);
+    }
+}

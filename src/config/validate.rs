@@ -2,11 +2,13 @@
 //! conversion of [`FileConfig`] into [`Config`].
 
 use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileTls, FileUpstream};
+use super::values::ByteSize;
 use super::{
-    AccessLogTarget, Balance, CacheSettings, CheckKind, Config, ConfigError, HealthCheck,
-    MetricsSettings, NameLookup, Probe, Route, ServerSettings, Timeouts, Tls, Upstream,
-    UpstreamServer,
+    AccessLogTarget, Balance, CacheSettings, CheckKind, ClientLimits, Config, ConfigError,
+    HealthCheck, MetricsSettings, NameLookup, Probe, Route, ServerSettings, Timeouts, Tls,
+    Upstream, UpstreamServer,
 };
+use crate::request::path;
 use crate::tls::{CertFile, Certificate};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -25,6 +27,14 @@ const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
+/// nginx allows four 8 KiB header buffers; HAProxy a 16 KiB buffer.
+const DEFAULT_MAX_HEADER_SIZE: usize = 32 << 10;
+/// Pingora reads at most 1 MiB of header and refuses more itself.
+const MAX_HEADER_SIZE: usize = 1 << 20;
+/// HAProxy's default is 101 fields.
+const DEFAULT_MAX_HEADER_COUNT: usize = 100;
+/// Pingora parses at most 256 fields and refuses more itself.
+const MAX_HEADER_COUNT: usize = 256;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
@@ -133,6 +143,7 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
     let pid_file = absolute("server.pid_file", file.pid_file.as_deref())?;
     let upgrade_sock = absolute("server.upgrade_sock", file.upgrade_sock.as_deref())?
         .unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into());
+    let limits = client_limits(file.max_header_size, file.max_header_count)?;
     let tls = file.tls.map(|t| tls_settings(t, &listen)).transpose()?;
     Ok(ServerSettings {
         listen,
@@ -145,6 +156,38 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         upgrade_sock,
         watch: file.watch,
         tls,
+        trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+        limits,
+    })
+}
+
+fn client_limits(
+    max_header_size: Option<ByteSize>,
+    max_header_count: Option<usize>,
+) -> Result<ClientLimits, ConfigError> {
+    let max_header_size = match max_header_size {
+        None => DEFAULT_MAX_HEADER_SIZE,
+        Some(ByteSize(n)) if (1 << 10..=MAX_HEADER_SIZE as u64).contains(&n) => n as usize,
+        Some(ByteSize(n)) => {
+            return Err(ConfigError::at_key(
+                "server.max_header_size",
+                format!("{n} bytes is out of range: use 1KiB to 1MiB (default 32KiB)"),
+            ))
+        }
+    };
+    let max_header_count = match max_header_count {
+        None => DEFAULT_MAX_HEADER_COUNT,
+        Some(n) if (1..=MAX_HEADER_COUNT).contains(&n) => n,
+        Some(n) => {
+            return Err(ConfigError::at_key(
+                "server.max_header_count",
+                format!("{n} is out of range: use 1 to {MAX_HEADER_COUNT} (default {DEFAULT_MAX_HEADER_COUNT})"),
+            ))
+        }
+    };
+    Ok(ClientLimits {
+        max_header_size,
+        max_header_count,
     })
 }
 
@@ -488,7 +531,15 @@ fn check_path(key: &str, path: &str) -> Result<(), ConfigError> {
             format!("`{path}` is not a path: it must start with `/` and contain no spaces or `?`"),
         ));
     }
-    Ok(())
+    // Requests are matched in normal form, so a path in any other form would never match.
+    match path::normalize(path) {
+        Ok(normal) if normal == path => Ok(()),
+        Ok(normal) => Err(ConfigError::at_key(
+            key,
+            format!("`{path}` would never match: requests are matched with their path in normal form; write `{normal}`"),
+        )),
+        Err(e) => Err(ConfigError::at_key(key, format!("`{path}` is not a valid path: {e}"))),
+    }
 }
 
 /// A duration that must not be zero, `default` when absent.

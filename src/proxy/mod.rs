@@ -11,6 +11,8 @@ use crate::cache::{self, ResponseCache};
 use crate::config::{Route, Tls};
 use crate::inflight::{Inflight, InflightGuard};
 use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
+use crate::request::client::Client;
+use crate::request::{framing, target};
 use crate::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use http::header::HOST;
@@ -53,6 +55,8 @@ pub struct RequestCtx {
     health_check: bool,
     /// Came over TLS.
     https: bool,
+    /// Who sent the request, once its header has been checked.
+    client: Option<Client>,
     _inflight: InflightGuard,
     snapshot: Arc<Snapshot>,
     route: Option<usize>,
@@ -92,11 +96,16 @@ impl RequestCtx {
     }
 }
 
-fn client_ip(session: &Session) -> Option<IpAddr> {
+fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_canonical())
+        .map(|a| a.ip())
+}
+
+/// An error answered with `status` and `reason` by [`EdgeProxy::fail_to_proxy`].
+fn refuse(status: u16, reason: impl Into<String>) -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(status), reason.into())
 }
 
 #[async_trait]
@@ -109,6 +118,7 @@ impl ProxyHttp for EdgeProxy {
             started_at: SystemTime::now(),
             health_check: false,
             https: false,
+            client: None,
             _inflight: self.inflight.enter(),
             snapshot: self.live.load(),
             route: None,
@@ -121,14 +131,27 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
-    /// Routing happens before Pingora's modules run, so that a route's settings (compression)
-    /// apply from the module's first look at the request.
+    /// Requests are checked and their target normalised first, so that nothing after sees a
+    /// request two servers could read differently. Routing happens before Pingora's modules
+    /// run, so that a route's settings (compression) apply from the module's first look.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let server = &ctx.snapshot.config.server;
+        let raw = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        framing::check(session.req_header(), raw.as_deref(), &server.limits)
+            .map_err(|r| refuse(r.status, r.reason))?;
+        ctx.client = peer_ip(session).map(|peer| {
+            let forwarded_for = session.req_header().headers.get_all("x-forwarded-for");
+            Client::identify(peer, forwarded_for.iter(), &server.trusted_proxies)
+        });
+        target::normalize(session.req_header_mut()).map_err(|e| refuse(400, e.to_string()))?;
         let req = session.req_header();
         let host = req
             .headers
@@ -211,7 +234,11 @@ impl ProxyHttp for EdgeProxy {
         let pool = ctx.pool().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "upstream_peer without a route")
         })?;
-        let key = request_key(pool.hash_key(), session.req_header(), client_ip(session));
+        let key = request_key(
+            pool.hash_key(),
+            session.req_header(),
+            ctx.client.map(|c| c.ip),
+        );
         let Some(index) = pool.select(key.as_bytes(), &ctx.tried) else {
             // Nothing ready answers 503 at once; after failed attempts the failure stands.
             let status = if ctx.tried.is_empty() { 503 } else { 502 };
@@ -296,11 +323,11 @@ impl ProxyHttp for EdgeProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        forwarded::apply(upstream_request, client_ip(session), ctx.https)
+        forwarded::apply(upstream_request, ctx.client, ctx.https)
     }
 
     async fn upstream_response_filter(
@@ -368,7 +395,7 @@ impl ProxyHttp for EdgeProxy {
         let status = error_status(e);
         if status > 0 {
             let upstream = ctx.pool().map_or("-", Pool::name);
-            let body = error_body(status, upstream);
+            let body = error_body(status, upstream, e);
             session.set_keepalive(None);
             if let Err(write_error) = respond::text(session, status, body).await {
                 log::debug!("could not send the {status} response: {write_error}");
@@ -378,6 +405,17 @@ impl ProxyHttp for EdgeProxy {
             error_code: status,
             can_reuse_downstream: false,
         }
+    }
+
+    /// Clients sending bad requests or going away are not the proxy's errors: they are in
+    /// the access log and the metrics, and under attack would flood the error log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        let status = error_status(e);
+        let client_caused = status == 0 || (400..500).contains(&status);
+        if client_caused {
+            log::debug!("request refused or abandoned: {e}");
+        }
+        client_caused
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -405,7 +443,7 @@ impl ProxyHttp for EdgeProxy {
         let server = ctx.server();
         self.access_log.write(&AccessRecord {
             time: ctx.started_at,
-            client: client_ip(session),
+            client: ctx.client.map(|c| c.ip),
             method: req.method.as_str(),
             target: req.uri.path_and_query().map_or("/", |p| p.as_str()),
             version: version_name(req.version),
@@ -446,12 +484,17 @@ fn error_status(e: &Error) -> u16 {
     }
 }
 
-fn error_body(status: u16, upstream: &str) -> String {
-    match status {
-        502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
-        503 => format!("503 Service Unavailable: upstream `{upstream}` has no server ready\n"),
-        504 => format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n"),
-        400 => "400 Bad Request\n".to_string(),
-        _ => format!("{status} error\n"),
+fn error_body(status: u16, upstream: &str, e: &Error) -> String {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    match (status, e.etype(), &e.context) {
+        (502, ..) => format!("502 {reason}: upstream `{upstream}` could not be reached\n"),
+        (503, ..) => format!("503 {reason}: upstream `{upstream}` has no server ready\n"),
+        (504, ..) => format!("504 {reason}: upstream `{upstream}` did not answer in time\n"),
+        // The proxy's own refusals say why; Pingora's parse errors may quote internals.
+        (400..=499, ErrorType::HTTPStatus(_), Some(why)) => format!("{status} {reason}: {why}\n"),
+        _ => format!("{status} {reason}\n"),
     }
 }

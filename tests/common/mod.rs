@@ -483,3 +483,38 @@ pub fn header(resp: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// The first line `read()` returns that contains `needle`, waiting up to 5 s for it.
+pub async fn line_with(read: impl Fn() -> String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(line) = read().lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?} in:\n{}",
+            read()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `request` as is over a fresh connection to 127.0.0.1:`port` and returns all that
+/// comes back until the proxy closes the connection or 5 s pass.
+pub fn raw_exchange(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The proxy may answer and close before reading everything; that is fine.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status code at the start of a raw HTTP/1 answer, if there is one.
+pub fn raw_status(answer: &str) -> Option<u16> {
+    answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
