@@ -2,7 +2,7 @@
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::connections::Connections;
+use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
 use crate::inflight::Inflight;
 use crate::listeners;
@@ -50,6 +50,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
             .map_err(|e| format!("server.pid_file: cannot write {}: {e}", pid_file.display()))?;
     }
 
+    raise_fd_limit(config.server.limits.max_connections);
     let settings = config.server.clone();
     let conf = ServerConf {
         threads: settings.threads,
@@ -98,7 +99,12 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         &server.configuration,
         EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
     );
-    let connections = Connections::new(metrics.downstream_connections.clone(), inflight.clone());
+    let connections = Connections::new(
+        metrics.downstream_connections.clone(),
+        inflight.clone(),
+        Arc::clone(&live),
+        LimitCounters::new(&metrics.limited),
+    );
     let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
     for addr in &settings.listen {
         proxy.add_listener(
@@ -137,4 +143,38 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         )),
     });
     Ok(())
+}
+
+/// Raises the open-file limit to the hard limit, as HAProxy does: the default soft limit
+/// (often 1024) would refuse clients long before `server.max_connections`.
+fn raise_fd_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        limit.rlim_cur
+    };
+    // Listeners, backends and logs take some descriptors beside the clients.
+    let needed = max_connections as u64 + 100;
+    if soft < needed {
+        log::warn!(
+            "the open-file limit is {soft}, below the {needed} that server.max_connections \
+             ({max_connections}) needs; raise it (LimitNOFILE= in systemd, ulimit -n) or \
+             lower max_connections"
+        );
+    }
 }

@@ -43,6 +43,10 @@ pub struct FileServer {
     pub trusted_proxies: Option<Vec<Cidr>>,
     pub max_header_size: Option<ByteSize>,
     pub max_header_count: Option<usize>,
+    pub header_timeout: Option<DurationValue>,
+    pub body_timeout: Option<DurationValue>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// `server.tls:`

@@ -67,6 +67,14 @@ pub struct ClientLimits {
     pub max_header_size: usize,
     /// Header fields of one request (431 beyond).
     pub max_header_count: usize,
+    /// Longest a request header may take to arrive, from its first byte (408 beyond).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body (408 beyond).
+    pub body_timeout: Duration,
+    /// Open client connections, all addresses together (503 beyond).
+    pub max_connections: usize,
+    /// Open client connections from one address (503 beyond); `None`: no limit.
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// `server.tls` settings.

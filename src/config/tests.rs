@@ -805,8 +805,12 @@ fn client_keys_are_read_and_checked() {
     assert_eq!(config.server.limits.max_header_size, 32 << 10);
     assert_eq!(config.server.limits.max_header_count, 100);
     let config = parse_ok(&format!(
-        "server:\n  trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.7]\n  max_header_size: 8KiB\n  max_header_count: 50\n{MINIMAL}"
+        "server:\n  trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.7]\n  max_header_size: 8KiB\n  max_header_count: 50\n  header_timeout: 5s\n  body_timeout: 30s\n  max_connections: 100\n  max_connections_per_ip: 10\n{MINIMAL}"
     ));
+    assert_eq!(config.server.limits.header_timeout, Duration::from_secs(5));
+    assert_eq!(config.server.limits.body_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.limits.max_connections, 100);
+    assert_eq!(config.server.limits.max_connections_per_ip, Some(10));
     assert_eq!(config.server.trusted_proxies.len(), 3);
     assert_eq!(config.server.trusted_proxies[2].to_string(), "192.0.2.7/32");
     assert_eq!(config.server.limits.max_header_size, 8 << 10);
@@ -837,6 +841,27 @@ fn client_keys_are_read_and_checked() {
             "max_header_count: 300",
             "server.max_header_count",
             "1 to 256",
+        ),
+        (
+            "header_timeout: 0s",
+            "server.header_timeout",
+            "positive duration",
+        ),
+        ("body_timeout: 10", "test.yaml:2:3", "missing unit"),
+        (
+            "max_connections: 0",
+            "server.max_connections",
+            "refuse every client",
+        ),
+        (
+            "max_connections_per_ip: 0",
+            "server.max_connections_per_ip",
+            "refuse every client",
+        ),
+        (
+            "max_connections: -1",
+            "server.max_connections",
+            "expected usize",
         ),
     ] {
         assert_err(&format!("server:\n  {server}\n{MINIMAL}"), key, what);

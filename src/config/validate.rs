@@ -31,6 +31,14 @@ const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 const DEFAULT_MAX_HEADER_SIZE: usize = 32 << 10;
 /// Pingora reads at most 1 MiB of header and refuses more itself.
 const MAX_HEADER_SIZE: usize = 1 << 20;
+/// HAProxy's `timeout http-request` as commonly set; nginx's 60 s lets slow clients hold
+/// connections six times longer.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// nginx's `client_body_timeout`.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Enough for the busiest single host of the seeds many times over; an idle connection costs
+/// a few KiB, so this bounds memory far below the machine's.
+const DEFAULT_MAX_CONNECTIONS: usize = 16384;
 /// HAProxy's default is 101 fields.
 const DEFAULT_MAX_HEADER_COUNT: usize = 100;
 /// Pingora parses at most 256 fields and refuses more itself.
@@ -94,6 +102,7 @@ fn listeners_apart(config: &Config) -> Result<(), ConfigError> {
 }
 
 fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
+    let limits = client_limits(&file)?;
     let listen: Vec<SocketAddr> = match file.listen {
         Some(list) => list.into_iter().map(|a| a.0).collect(),
         None => vec![DEFAULT_LISTEN.parse().expect("constant address")],
@@ -143,7 +152,7 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
     let pid_file = absolute("server.pid_file", file.pid_file.as_deref())?;
     let upgrade_sock = absolute("server.upgrade_sock", file.upgrade_sock.as_deref())?
         .unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into());
-    let limits = client_limits(file.max_header_size, file.max_header_count)?;
+
     let tls = file.tls.map(|t| tls_settings(t, &listen)).transpose()?;
     Ok(ServerSettings {
         listen,
@@ -161,11 +170,8 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
     })
 }
 
-fn client_limits(
-    max_header_size: Option<ByteSize>,
-    max_header_count: Option<usize>,
-) -> Result<ClientLimits, ConfigError> {
-    let max_header_size = match max_header_size {
+fn client_limits(file: &FileServer) -> Result<ClientLimits, ConfigError> {
+    let max_header_size = match file.max_header_size {
         None => DEFAULT_MAX_HEADER_SIZE,
         Some(ByteSize(n)) if (1 << 10..=MAX_HEADER_SIZE as u64).contains(&n) => n as usize,
         Some(ByteSize(n)) => {
@@ -175,7 +181,7 @@ fn client_limits(
             ))
         }
     };
-    let max_header_count = match max_header_count {
+    let max_header_count = match file.max_header_count {
         None => DEFAULT_MAX_HEADER_COUNT,
         Some(n) if (1..=MAX_HEADER_COUNT).contains(&n) => n,
         Some(n) => {
@@ -185,9 +191,40 @@ fn client_limits(
             ))
         }
     };
+    let refuse_all = |key: &str, fix: &str| {
+        ConfigError::at_key(key, format!("0 would refuse every client; {fix}"))
+    };
+    let max_connections = match file.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(0) => {
+            return Err(refuse_all(
+                "server.max_connections",
+                "give a positive number (default 16384)",
+            ))
+        }
+        Some(n) => n,
+    };
+    if file.max_connections_per_ip == Some(0) {
+        return Err(refuse_all(
+            "server.max_connections_per_ip",
+            "give a positive number, or leave it out for no limit",
+        ));
+    }
     Ok(ClientLimits {
         max_header_size,
         max_header_count,
+        header_timeout: positive(
+            "server.header_timeout",
+            file.header_timeout,
+            DEFAULT_HEADER_TIMEOUT,
+        )?,
+        body_timeout: positive(
+            "server.body_timeout",
+            file.body_timeout,
+            DEFAULT_BODY_TIMEOUT,
+        )?,
+        max_connections,
+        max_connections_per_ip: file.max_connections_per_ip,
     })
 }
 

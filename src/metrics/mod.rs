@@ -43,6 +43,8 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     /// `edgeproxy_config_reloads_total{result}`
     pub config_reloads: IntCounterVec,
+    /// `edgeproxy_limited_total{limit}`
+    pub limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -112,6 +114,13 @@ impl Metrics {
                 Opts::new("edgeproxy_config_reloads_total", "Config reloads by result"),
                 &["result"],
             )?,
+            limited: IntCounterVec::new(
+                Opts::new(
+                    "edgeproxy_limited_total",
+                    "Client connections and requests stopped by a limit, by the limit's key",
+                ),
+                &["limit"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -125,6 +134,7 @@ impl Metrics {
         r.register(Box::new(metrics.sse_streams.clone()))?;
         r.register(Box::new(metrics.cache_lookups.clone()))?;
         r.register(Box::new(metrics.config_reloads.clone()))?;
+        r.register(Box::new(metrics.limited.clone()))?;
         for result in ["ok", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
         }

@@ -9,6 +9,7 @@ use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::{request_key, Pool, Server};
 use crate::cache::{self, ResponseCache};
 use crate::config::{Route, Tls};
+use crate::connections::deadline::RequestClock;
 use crate::inflight::{Inflight, InflightGuard};
 use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
 use crate::request::client::Client;
@@ -140,7 +141,11 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if let Some(clock) = RequestClock::of(session.as_downstream().stream()) {
+            clock.header_read();
+        }
         let server = &ctx.snapshot.config.server;
+        session.set_read_timeout(Some(server.limits.body_timeout));
         let raw = session
             .as_downstream()
             .as_http1()
@@ -419,6 +424,14 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // A body left unread would be drained before the next request, outside any
+        // deadline; closing is simpler and only happens after refusals and local answers.
+        if !session.as_downstream_mut().is_body_done() {
+            session.set_keepalive(None);
+        }
+        if let Some(clock) = RequestClock::of(session.as_downstream().stream()) {
+            clock.request_done();
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let metrics = ctx.route_metrics();
         metrics
@@ -477,6 +490,7 @@ fn error_status(e: &Error) -> u16 {
     match (e.etype(), e.esource()) {
         (HTTPStatus(code), _) => *code,
         (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+        (ReadTimedout, ErrorSource::Downstream) => 408,
         (_, ErrorSource::Upstream) => 502,
         (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
         (_, ErrorSource::Downstream) => 400,

@@ -103,6 +103,10 @@ mod tests {
     const LIMITS: &ClientLimits = &ClientLimits {
         max_header_size: 1024,
         max_header_count: 4,
+        header_timeout: std::time::Duration::from_secs(1),
+        body_timeout: std::time::Duration::from_secs(1),
+        max_connections: 1,
+        max_connections_per_ip: None,
     };
 
     fn parsed(raw: &str) -> RequestHeader {

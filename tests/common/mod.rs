@@ -518,3 +518,23 @@ pub fn raw_exchange(port: u16, request: &[u8]) -> String {
 pub fn raw_status(answer: &str) -> Option<u16> {
     answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
+
+/// Raises this process's open-file limit (inherited by the proxies it starts) to at least
+/// `needed`, failing the test with a clear message if the hard limit does not allow it.
+pub fn raise_fd_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        assert!(
+            limit.rlim_max >= needed,
+            "this test needs {needed} open files; the hard limit is {} (raise it with ulimit -Hn)",
+            limit.rlim_max
+        );
+        limit.rlim_cur = limit.rlim_cur.max(needed);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}

@@ -1,0 +1,92 @@
+//! Open connections per client address, for `server.max_connections_per_ip`.
+//!
+//! The counts are split over shards by address, so that accepting on one worker thread
+//! rarely waits for another; an address leaves its shard when its last connection closes, so
+//! the table never holds more entries than there are open connections.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+const SHARDS: usize = 64;
+
+/// Open connections by client address.
+#[derive(Debug)]
+pub struct PerIp {
+    shards: Vec<Mutex<HashMap<IpAddr, u32>>>,
+    hasher: RandomState,
+}
+
+impl Default for PerIp {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl PerIp {
+    /// Counts a connection from `ip` unless it already has `limit` open; the count lasts as
+    /// long as the returned guard.
+    pub fn enter(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<PerIpGuard> {
+        let mut shard = self.shard(ip);
+        let open = shard.get(&ip).copied().unwrap_or(0);
+        if open >= limit {
+            return None;
+        }
+        shard.insert(ip, open + 1);
+        Some(PerIpGuard {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+
+    fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
+        let index = self.hasher.hash_one(ip) as usize % SHARDS;
+        // A count is always left consistent, so a panic elsewhere does not spoil it.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One connection counted against its address.
+#[derive(Debug)]
+pub struct PerIpGuard {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        let mut shard = self.table.shard(self.ip);
+        if let Some(open) = shard.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                shard.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_is_limited_on_its_own_and_forgotten_when_idle() {
+        let table = Arc::new(PerIp::default());
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let first = table.enter(a, 2).unwrap();
+        let second = table.enter(a, 2).unwrap();
+        assert!(table.enter(a, 2).is_none());
+        assert!(table.enter(b, 2).is_some());
+        drop(first);
+        assert_eq!(table.shard(a).get(&a), Some(&1));
+        let third = table.enter(a, 2).unwrap();
+        drop((second, third));
+        assert!(table.shards.iter().all(|s| s.lock().unwrap().is_empty()));
+    }
+}

@@ -1,0 +1,175 @@
+//! Client limits: header and body timeouts, connection limits overall and per address.
+
+mod common;
+
+use common::{client, free_port, metric, raw_status, upstream, Backend, Proxy};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const ROUTE_ALL: &str = "routes:\n  - { path: /, upstream: app }\n";
+
+fn proxy(server_keys: &str, backend: &Backend) -> (Proxy, u16) {
+    let metrics = free_port();
+    let proxy = Proxy::start_with(
+        server_keys,
+        &format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}{ROUTE_ALL}",
+            upstream(&[backend], &[1])
+        ),
+    );
+    (proxy, metrics)
+}
+
+async fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(IpAddr::from(source), 0))
+        .unwrap();
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// Everything the proxy sends until it closes the connection (at most 10 s).
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// One request on an open connection; its status.
+async fn request_on(stream: &mut TcpStream) -> Option<u16> {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 4096];
+    let read = stream.read(&mut buf);
+    let n = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()?
+        .ok()?;
+    raw_status(&String::from_utf8_lossy(&buf[..n]))
+}
+
+#[tokio::test]
+async fn a_header_sent_too_slowly_gets_408_and_the_connection_closes() {
+    let backend = Backend::start("1");
+    let (proxy, metrics) = proxy("  header_timeout: 1s", &backend);
+    let mut slow = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let started = Instant::now();
+    // One byte every 200 ms: each read is quick, the header never completes in time.
+    for byte in b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: 1234567890" {
+        if slow.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let answer = read_to_close(&mut slow).await;
+    assert_eq!(raw_status(&answer), Some(408), "{answer:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "cut after {elapsed:?}");
+    assert_eq!(
+        metric(metrics, "edgeproxy_limited_total{limit=\"header_timeout\"}").await,
+        Some(1.0)
+    );
+
+    // A connection that never sends anything is closed after the same time.
+    let mut silent = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let started = Instant::now();
+    let answer = read_to_close(&mut silent).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{answer:?}");
+
+    // Keep-alive idleness is not a slow header: the deadline starts at the next byte.
+    let mut kept = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    assert_eq!(request_on(&mut kept).await, Some(200));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(request_on(&mut kept).await, Some(200));
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408() {
+    let backend = Backend::start("1");
+    let (proxy, _) = proxy("  body_timeout: 1s", &backend);
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(raw_status(&answer), Some(408), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn beyond_max_connections_new_clients_get_503_until_some_leave() {
+    let backend = Backend::start("1");
+    let (proxy, metrics) = proxy("  max_connections: 20\n  header_timeout: 30s", &backend);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        assert_eq!(request_on(&mut stream).await, Some(200));
+        held.push(stream);
+    }
+    let mut extra = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let answer = read_to_close(&mut extra).await;
+    assert_eq!(raw_status(&answer), Some(503), "{answer:?}");
+    assert!(answer.contains("Retry-After: 1"), "{answer:?}");
+    assert_eq!(
+        metric(
+            metrics,
+            "edgeproxy_limited_total{limit=\"max_connections\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    held.truncate(15);
+    // The proxy sees the closes a moment later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        if request_on(&mut stream).await == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed connections were not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_more_than_its_share() {
+    let backend = Backend::start("1");
+    let (proxy, metrics) = proxy("  max_connections_per_ip: 3", &backend);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = connect_from([127, 0, 0, 2], proxy.port).await;
+        assert_eq!(request_on(&mut stream).await, Some(200));
+        held.push(stream);
+    }
+    let mut fourth = connect_from([127, 0, 0, 2], proxy.port).await;
+    let answer = read_to_close(&mut fourth).await;
+    assert_eq!(raw_status(&answer), Some(503), "{answer:?}");
+    let mut other = connect_from([127, 0, 0, 3], proxy.port).await;
+    assert_eq!(request_on(&mut other).await, Some(200));
+    assert_eq!(
+        metric(
+            metrics,
+            "edgeproxy_limited_total{limit=\"max_connections_per_ip\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}

@@ -1,0 +1,120 @@
+//! Slowloris: 2,000 clients each sending one header byte a second must not slow the others,
+//! must not make the proxy's memory grow without bound, and are cut at `header_timeout`.
+
+mod common;
+
+use common::{client, free_port, metric, raise_fd_limit, upstream, Backend, Proxy};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const SLOW_CLIENTS: usize = 2000;
+const HEADER_TIMEOUT_S: u64 = 12;
+
+/// The 99th percentile of `n` sequential requests' latencies.
+async fn p99(http: &reqwest::Client, url: &str, n: usize) -> Duration {
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let resp = http.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    latencies[n * 99 / 100]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_senders_do_not_hurt_normal_clients() {
+    raise_fd_limit(SLOW_CLIENTS as u64 + 500);
+    let backend = Backend::start("1");
+    let metrics = free_port();
+    let proxy = Proxy::start_with(
+        &format!("  header_timeout: {HEADER_TIMEOUT_S}s"),
+        &format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}routes:\n  - {{ path: /, upstream: app }}\n",
+            upstream(&[&backend], &[1])
+        ),
+    );
+    let http = client();
+    let url = proxy.url("/");
+    p99(&http, &url, 100).await;
+    let idle = p99(&http, &url, 1000).await;
+    let rss_before = proxy.peak_rss();
+
+    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
+    for _ in 0..SLOW_CLIENTS {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        stream.write_all(b"G").unwrap();
+        slow.push(stream);
+    }
+    let opened = Instant::now();
+    // One more byte a second for each, spread over the second, from a thread of its own so
+    // that the clients measured here share nothing with it but the machine.
+    let header = b"ET / HTTP/1.1\r\nHost: a\r\nX-Slow: ".to_vec();
+    let dripping = std::thread::spawn(move || {
+        let mut sent = 0;
+        loop {
+            for chunk in slow.chunks_mut(SLOW_CLIENTS / 100) {
+                for stream in chunk {
+                    let byte = header.get(sent).copied().unwrap_or(b'a');
+                    let _ = stream.write_all(&[byte]);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent += 1;
+            if opened.elapsed() > Duration::from_secs(HEADER_TIMEOUT_S - 2) {
+                return slow;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = metric(metrics, "edgeproxy_downstream_connections").await;
+    assert!(
+        open >= Some(SLOW_CLIENTS as f64),
+        "open connections: {open:?}"
+    );
+    let loaded = p99(&http, &url, 1000).await;
+    assert!(
+        opened.elapsed() < Duration::from_secs(HEADER_TIMEOUT_S - 2),
+        "the measurement must end before the slow clients are cut"
+    );
+    println!("p99 idle {idle:?}, with {SLOW_CLIENTS} slow clients {loaded:?}");
+    assert!(
+        loaded <= idle * 2,
+        "p99 with {SLOW_CLIENTS} slow clients {loaded:?}, idle {idle:?}"
+    );
+
+    // A connection costs its buffers (a 16 KiB read buffer, the header being read) and a
+    // task: tens of KiB, so max_connections bounds the total.
+    let per_client = proxy.peak_rss().saturating_sub(rss_before) / SLOW_CLIENTS as u64;
+    assert!(
+        per_client < 64 << 10,
+        "each slow client took {} KiB",
+        per_client >> 10
+    );
+
+    // Every slow client is cut with 408 at the header deadline.
+    let slow = tokio::task::spawn_blocking(move || dripping.join().unwrap())
+        .await
+        .unwrap();
+    let mut cut = 0;
+    for mut stream in slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        if answer.starts_with(b"HTTP/1.1 408 ") {
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, SLOW_CLIENTS);
+    assert!(opened.elapsed() < Duration::from_secs(HEADER_TIMEOUT_S + 5));
+    assert_eq!(
+        metric(metrics, "edgeproxy_limited_total{limit=\"header_timeout\"}").await,
+        Some(SLOW_CLIENTS as f64)
+    );
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
