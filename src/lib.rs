@@ -16,6 +16,7 @@ pub mod inflight;
 pub mod listeners;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod reload;
 pub mod request;
 pub mod resolver;

@@ -78,6 +78,8 @@ mod tests {
             stream_idle_timeout: std::time::Duration::from_secs(3600),
             compress: false,
             cache: None,
+            max_body: None,
+            rate_limit: None,
         }
     }
 

@@ -7,9 +7,11 @@ use crate::balance::Pool;
 use crate::config::Config;
 use crate::metrics::handles::RouteMetrics;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::route::Router;
 use arc_swap::ArcSwap;
 use pingora::server::ShutdownWatch;
+use prometheus::IntCounter;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -26,6 +28,18 @@ pub struct Snapshot {
     pub route_metrics: Vec<RouteMetrics>,
     /// Metric children of requests no route took (health, 404).
     pub unrouted_metrics: RouteMetrics,
+    /// Per-client request buckets per route, at the same index as in [`Config::routes`].
+    pub rate_limiters: Vec<Option<Arc<RateLimiter>>>,
+    /// `edgeproxy_limited_total` children of the limits requests meet.
+    pub limited: RequestLimitCounters,
+}
+
+/// Counters of requests stopped by a route's limit.
+pub struct RequestLimitCounters {
+    /// `limit="rate_limit"`
+    pub rate_limit: IntCounter,
+    /// `limit="max_body"`
+    pub max_body: IntCounter,
 }
 
 impl Snapshot {
@@ -60,9 +74,38 @@ impl Snapshot {
                 .collect(),
             route_metrics,
             unrouted_metrics: RouteMetrics::new(metrics, "", "", &[]),
+            rate_limiters: rate_limiters(&config, previous),
+            limited: RequestLimitCounters {
+                rate_limit: metrics.limited.with_label_values(&["rate_limit"]),
+                max_body: metrics.limited.with_label_values(&["max_body"]),
+            },
             config,
         }
     }
+}
+
+/// A limiter per rate-limited route. A route that was in `previous` with the same path, host
+/// and rate keeps its buckets, so a reload does not hand every client a fresh burst.
+fn rate_limiters(config: &Config, previous: Option<&Snapshot>) -> Vec<Option<Arc<RateLimiter>>> {
+    config
+        .routes
+        .iter()
+        .map(|route| {
+            let settings = route.rate_limit?;
+            let kept = previous.and_then(|p| {
+                let index = p
+                    .config
+                    .routes
+                    .iter()
+                    .position(|old| (&old.path, &old.host) == (&route.path, &route.host))?;
+                p.rate_limiters[index]
+                    .as_ref()
+                    .filter(|l| l.settings() == settings)
+                    .cloned()
+            });
+            Some(kept.unwrap_or_else(|| Arc::new(RateLimiter::new(settings))))
+        })
+        .collect()
 }
 
 /// The snapshot new requests get, replaced whole by a reload; background work watches for

@@ -173,3 +173,100 @@ async fn one_address_cannot_take_more_than_its_share() {
         Some(1.0)
     );
 }
+
+fn routes_with(backend: &Backend, routes: &str) -> (Proxy, u16) {
+    let metrics = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}routes:\n{routes}",
+        upstream(&[backend], &[1])
+    ));
+    (proxy, metrics)
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_gets_413_whether_announced_or_chunked() {
+    let backend = Backend::start("1");
+    let (proxy, metrics) = routes_with(
+        &backend,
+        "  - { path: /upload, upstream: app, max_body: 1KiB }\n  - { path: /, upstream: app }\n",
+    );
+    let http = client();
+    let small = http
+        .post(proxy.url("/upload"))
+        .body(vec![b'x'; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    let announced = http
+        .post(proxy.url("/upload"))
+        .body(vec![b'x'; 1025])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(announced.status(), 413);
+    assert!(announced
+        .text()
+        .await
+        .unwrap()
+        .contains("larger than 1024 bytes"));
+    let chunks = futures_util::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 512]))),
+    );
+    let chunked = http
+        .post(proxy.url("/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), 413);
+    assert_eq!(
+        metric(metrics, "edgeproxy_limited_total{limit=\"max_body\"}").await,
+        Some(2.0)
+    );
+    let resp = http.get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
+    let backend = Backend::start("1");
+    let (proxy, metrics) = routes_with(
+        &backend,
+        "  - { path: /, upstream: app, rate_limit: { requests_per_second: 5, burst: 5 } }\n",
+    );
+    let http = client();
+    let started = Instant::now();
+    let (mut passed, mut limited) = (0, 0);
+    // 50 requests a second for two seconds: the burst, then 5 a second.
+    while started.elapsed() < Duration::from_secs(2) {
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        match resp.status().as_u16() {
+            200 => passed += 1,
+            429 => {
+                assert_eq!(resp.headers()["retry-after"], "1");
+                limited += 1;
+            }
+            other => panic!("status {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let allowed = 5.0 + 5.0 * elapsed;
+    assert!(
+        (passed as f64) <= allowed + 1.0 && (passed as f64) >= allowed - 2.0,
+        "{passed} passed in {elapsed:.2} s, {allowed:.1} allowed"
+    );
+    assert!(limited > 40, "{limited} limited");
+    assert_eq!(
+        metric(metrics, "edgeproxy_limited_total{limit=\"rate_limit\"}").await,
+        Some(limited as f64)
+    );
+    // Another client has its own bucket.
+    let other = reqwest::Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let resp = other.get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -26,6 +26,7 @@ upstreams:
 routes:
   - {{ path: /events, upstream: app, sse: true }}
   - {{ path: /plain/, upstream: app }}
+  - {{ path: /upload, upstream: app, max_body: none }}
   - {{ path: /, upstream: app, compress: true }}
 ",
         backend.addr()

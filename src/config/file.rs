@@ -2,7 +2,7 @@
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
 use super::values::{
-    ByteSize, Cidr, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, Weight,
+    ByteSize, Cidr, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, MaxBody, Weight,
 };
 use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -136,6 +136,16 @@ pub struct FileRoute {
     #[serde(default)]
     pub compress: bool,
     pub cache: Option<DurationValue>,
+    pub max_body: Option<MaxBody>,
+    pub rate_limit: Option<FileRateLimit>,
+}
+
+/// `routes[i].rate_limit:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRateLimit {
+    pub requests_per_second: f64,
+    pub burst: Option<u32>,
 }
 
 /// A map that rejects a key given twice; serde_yaml would silently keep the last one, and a

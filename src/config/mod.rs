@@ -312,6 +312,19 @@ pub struct Route {
     pub compress: bool,
     /// Cache GET/HEAD 200 responses this long.
     pub cache: Option<Duration>,
+    /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
+    pub max_body: Option<u64>,
+    /// Requests per client address, if limited (429 beyond).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `routes[i].rate_limit`: a token bucket per client address.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub requests_per_second: f64,
+    /// Requests that may come at once after a quiet spell.
+    pub burst: u32,
 }
 
 impl Config {

@@ -880,3 +880,43 @@ fn route_paths_must_be_in_normal_form() {
         assert_err(&yaml, "routes[0].path", what);
     }
 }
+
+#[test]
+fn route_limits_are_read_and_checked() {
+    let config = parse_ok(MINIMAL);
+    assert_eq!(config.routes[0].max_body, Some(10 << 20));
+    assert_eq!(config.routes[0].rate_limit, None);
+    let with =
+        |keys: &str| MINIMAL.replace("upstream: app }", &format!("upstream: app, {keys} }}"));
+    let config = parse_ok(&with(
+        "max_body: 1MiB, rate_limit: { requests_per_second: 2.5 }",
+    ));
+    assert_eq!(config.routes[0].max_body, Some(1 << 20));
+    let limit = config.routes[0].rate_limit.unwrap();
+    assert_eq!((limit.requests_per_second, limit.burst), (2.5, 3));
+    let config = parse_ok(&with(
+        "max_body: none, rate_limit: { requests_per_second: 10, burst: 50 }",
+    ));
+    assert_eq!(config.routes[0].max_body, None);
+    assert_eq!(config.routes[0].rate_limit.unwrap().burst, 50);
+    for (keys, key, what) in [
+        ("max_body: 10", "test.yaml:7:5", "or none for no limit"),
+        (
+            "rate_limit: { requests_per_second: 0 }",
+            "routes[0].rate_limit.requests_per_second",
+            "above 0",
+        ),
+        (
+            "rate_limit: { requests_per_second: 5, burst: 0 }",
+            "routes[0].rate_limit.burst",
+            "at least 1",
+        ),
+        (
+            "rate_limit: { rps: 5 }",
+            "routes[0].rate_limit",
+            "unknown field `rps`",
+        ),
+    ] {
+        assert_err(&with(keys), key, what);
+    }
+}

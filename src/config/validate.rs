@@ -1,12 +1,14 @@
 //! Checks that need the whole file (cross-references, uniqueness, name resolution) and the
 //! conversion of [`FileConfig`] into [`Config`].
 
-use super::file::{FileConfig, FileHealthCheck, FileRoute, FileServer, FileTls, FileUpstream};
+use super::file::{
+    FileConfig, FileHealthCheck, FileRateLimit, FileRoute, FileServer, FileTls, FileUpstream,
+};
 use super::values::ByteSize;
 use super::{
     AccessLogTarget, Balance, CacheSettings, CheckKind, ClientLimits, Config, ConfigError,
-    HealthCheck, MetricsSettings, NameLookup, Probe, Route, ServerSettings, Timeouts, Tls,
-    Upstream, UpstreamServer,
+    HealthCheck, MetricsSettings, NameLookup, Probe, RateLimit, Route, ServerSettings, Timeouts,
+    Tls, Upstream, UpstreamServer,
 };
 use crate::request::path;
 use crate::tls::{CertFile, Certificate};
@@ -31,6 +33,8 @@ const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 const DEFAULT_MAX_HEADER_SIZE: usize = 32 << 10;
 /// Pingora reads at most 1 MiB of header and refuses more itself.
 const MAX_HEADER_SIZE: usize = 1 << 20;
+/// A route's `max_body` when none is given: nginx allows 1 MiB, which too many APIs outgrow.
+const DEFAULT_MAX_BODY: u64 = 10 << 20;
 /// HAProxy's `timeout http-request` as commonly set; nginx's 60 s lets slow clients hold
 /// connections six times longer.
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -556,9 +560,38 @@ fn routes(file: Vec<FileRoute>, upstreams: &[Upstream]) -> Result<Vec<Route>, Co
                     .cache
                     .map(|ttl| positive(&format!("{key}.cache"), Some(ttl), ttl.0))
                     .transpose()?,
+                max_body: route.max_body.map_or(Some(DEFAULT_MAX_BODY), |m| m.0),
+                rate_limit: route
+                    .rate_limit
+                    .map(|r| rate_limit(&format!("{key}.rate_limit"), r))
+                    .transpose()?,
             })
         })
         .collect()
+}
+
+fn rate_limit(key: &str, file: FileRateLimit) -> Result<RateLimit, ConfigError> {
+    let rate = file.requests_per_second;
+    if !(rate > 0.0 && rate <= 1e6) {
+        return Err(ConfigError::at_key(
+            format!("{key}.requests_per_second"),
+            format!(
+                "{rate} is out of range: give a rate above 0 and at most 1000000, e.g. 10 or 0.5"
+            ),
+        ));
+    }
+    // One second's worth by default, at least one request.
+    let burst = file.burst.unwrap_or(rate.ceil() as u32);
+    if burst == 0 {
+        return Err(ConfigError::at_key(
+            format!("{key}.burst"),
+            "0 would refuse every request; give at least 1",
+        ));
+    }
+    Ok(RateLimit {
+        requests_per_second: rate,
+        burst,
+    })
 }
 
 fn check_path(key: &str, path: &str) -> Result<(), ConfigError> {

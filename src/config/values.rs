@@ -86,6 +86,22 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// `max_body:`: a size such as `10MiB`, or `none` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxBody(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for MaxBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = scalar_string(deserializer, "a size such as 10MiB, or none")?;
+        if text.trim() == "none" {
+            return Ok(Self(None));
+        }
+        ByteSize::parse(&text)
+            .map(|size| Self(Some(size.0)))
+            .map_err(|e| de::Error::custom(format!("{e}, or none for no limit")))
+    }
+}
+
 /// A listening address: an IP and a port, e.g. `0.0.0.0:8080` or `[::]:8080`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddr(pub SocketAddr);

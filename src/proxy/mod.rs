@@ -58,6 +58,8 @@ pub struct RequestCtx {
     https: bool,
     /// Who sent the request, once its header has been checked.
     client: Option<Client>,
+    /// Request body bytes read so far.
+    body_bytes: u64,
     _inflight: InflightGuard,
     snapshot: Arc<Snapshot>,
     route: Option<usize>,
@@ -120,6 +122,7 @@ impl ProxyHttp for EdgeProxy {
             health_check: false,
             https: false,
             client: None,
+            body_bytes: 0,
             _inflight: self.inflight.enter(),
             snapshot: self.live.load(),
             route: None,
@@ -196,7 +199,7 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(true);
         }
-        if ctx.route.is_none() {
+        let Some(route) = ctx.route else {
             respond::text(
                 session,
                 404,
@@ -204,6 +207,21 @@ impl ProxyHttp for EdgeProxy {
             )
             .await?;
             return Ok(true);
+        };
+        let max_body = ctx.snapshot.config.routes[route].max_body;
+        if let (Some(max), Some(length)) = (max_body, content_length(session.req_header())) {
+            if length > max {
+                ctx.snapshot.limited.max_body.inc();
+                return Err(refuse(413, format!("the body is larger than {max} bytes")));
+            }
+        }
+        if let (Some(limiter), Some(client)) = (&ctx.snapshot.rate_limiters[route], ctx.client) {
+            if let Err(wait) = limiter.check(client.ip, Instant::now()) {
+                ctx.snapshot.limited.rate_limit.inc();
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                respond::too_many_requests(session, seconds.max(1)).await?;
+                return Ok(true);
+            }
         }
         Ok(false)
     }
@@ -324,6 +342,25 @@ impl ProxyHttp for EdgeProxy {
             && ctx.retries_left(pool);
         e.set_retry(retry);
         e
+    }
+
+    /// Counts a body sent without a length against the route's `max_body`.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(max) = ctx.route().and_then(|r| r.max_body) else {
+            return Ok(());
+        };
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > max {
+            ctx.snapshot.limited.max_body.inc();
+            return Err(refuse(413, format!("the body is larger than {max} bytes")));
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -472,6 +509,15 @@ impl ProxyHttp for EdgeProxy {
             retries: ctx.tried.len().saturating_sub(1),
         });
     }
+}
+
+fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn version_name(version: http::Version) -> &'static str {

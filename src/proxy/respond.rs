@@ -1,4 +1,5 @@
-//! Responses the proxy writes itself: its health endpoint, 404, redirects and upstream errors.
+//! Responses the proxy writes itself: its health endpoint, 404, 429, redirects and upstream
+//! errors.
 
 use bytes::Bytes;
 use http::Method;
@@ -9,6 +10,14 @@ use pingora::Result;
 /// Writes a complete plain-text response (headers only for HEAD).
 pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
     write(session, ResponseHeader::build(status, Some(4))?, body).await
+}
+
+/// Writes `429 Too Many Requests`, saying when to come back.
+pub async fn too_many_requests(session: &mut Session, retry_after_seconds: u64) -> Result<()> {
+    let mut resp = ResponseHeader::build(429, Some(5))?;
+    resp.insert_header("retry-after", retry_after_seconds)?;
+    let body = format!("429 Too Many Requests: retry in {retry_after_seconds} s\n");
+    write(session, resp, body).await
 }
 
 /// Writes a redirect to `location`.
