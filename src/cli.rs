@@ -145,6 +145,9 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
 }
 
 fn valid(path: &std::path::Path, config: &Config) -> ExitCode {
+    if let Some(warning) = config.metrics.as_ref().and_then(|m| m.exposure_warning()) {
+        eprintln!("edgeproxy: warning: {}: {warning}", path.display());
+    }
     println!(
         "edgeproxy: {} is valid: {}",
         path.display(),

@@ -72,6 +72,9 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
 
     let inflight = Inflight::default();
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?);
+    if let Some(warning) = config.metrics.as_ref().and_then(|m| m.exposure_warning()) {
+        log::warn!("{warning}");
+    }
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
     metrics

@@ -315,3 +315,36 @@ async fn sigint_exits_fast_even_with_requests_in_flight() {
         signalled.elapsed()
     );
 }
+
+#[test]
+fn check_warns_when_metrics_are_open_to_every_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "upstreams:\n  app:\n    servers:\n      - addr: 127.0.0.1:8001\nroutes:\n  - { path: /, upstream: app }\n";
+    let open = write_config(
+        &dir,
+        &format!(
+            "metrics: {{ listen: \"0.0.0.0:{}\" }}\n{body}",
+            common::free_port()
+        ),
+    );
+    let out = edgeproxy(&["check", "--offline", "-c", &open]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning") && stderr.contains("metrics.allow"),
+        "{stderr}"
+    );
+
+    let allowed = write_config(
+        &dir,
+        &format!(
+            "metrics: {{ listen: \"0.0.0.0:{}\", allow: [10.0.0.0/8] }}\n{body}",
+            common::free_port()
+        ),
+    );
+    let out = edgeproxy(&["check", "--offline", "-c", &allowed]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("metrics.allow"));
+}

@@ -319,3 +319,27 @@ routes:
         "{down}"
     );
 }
+
+#[tokio::test]
+async fn only_allowed_addresses_may_read_metrics_and_status() {
+    let backend = Backend::start("1");
+    let metrics_port = free_port();
+    let _proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\", allow: [127.0.0.2/32] }}\n\
+         upstreams:\n  app:\n    servers:\n      - {{ addr: \"{}\" }}\nroutes:\n  - {{ path: /, upstream: app }}\n",
+        backend.addr()
+    ));
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap()
+    };
+    for path in ["/metrics", "/status"] {
+        let url = format!("http://127.0.0.1:{metrics_port}{path}");
+        let refused = from(1).get(&url).send().await.unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+        let allowed = from(2).get(&url).send().await.unwrap();
+        assert_eq!(allowed.status(), 200, "{path}");
+    }
+}

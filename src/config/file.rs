@@ -65,7 +65,8 @@ pub struct FileTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileMetrics {
-    pub listen: ListenAddr,
+    pub listen: Option<ListenAddr>,
+    pub allow: Option<Vec<Cidr>>,
 }
 
 /// `cache:`

@@ -131,6 +131,23 @@ pub struct CacheSettings {
 pub struct MetricsSettings {
     /// Where `/metrics` is served.
     pub listen: SocketAddr,
+    /// Client addresses allowed to read it; empty: whoever can reach `listen`.
+    pub allow: Vec<values::Cidr>,
+}
+
+impl MetricsSettings {
+    /// A warning when `listen` takes connections from other hosts while `allow` lets anyone
+    /// in: the status page and metrics name every backend, which the internet need not know.
+    pub fn exposure_warning(&self) -> Option<String> {
+        (!self.listen.ip().is_loopback() && self.allow.is_empty()).then(|| {
+            format!(
+                "metrics.listen {} takes connections from other hosts and metrics.allow is \
+                 empty: anyone who reaches it can read /metrics and /status; list the \
+                 scrapers' networks in metrics.allow",
+                self.listen
+            )
+        })
+    }
 }
 
 /// How an upstream picks a server for each request.

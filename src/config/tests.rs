@@ -920,3 +920,25 @@ fn route_limits_are_read_and_checked() {
         assert_err(&with(keys), key, what);
     }
 }
+
+#[test]
+fn metrics_default_to_loopback_and_read_allow() {
+    let config = parse_ok(&format!("metrics: {{}}\n{MINIMAL}"));
+    let metrics = config.metrics.unwrap();
+    assert_eq!(metrics.listen, "127.0.0.1:9091".parse().unwrap());
+    assert!(metrics.allow.is_empty());
+    assert_eq!(metrics.exposure_warning(), None);
+    let config = parse_ok(&format!(
+        "metrics: {{ listen: 0.0.0.0:9100, allow: [10.0.0.0/8] }}\n{MINIMAL}"
+    ));
+    let metrics = config.metrics.unwrap();
+    assert_eq!(metrics.allow.len(), 1);
+    assert_eq!(metrics.exposure_warning(), None);
+    let config = parse_ok(&format!("metrics: {{ listen: 0.0.0.0:9100 }}\n{MINIMAL}"));
+    assert!(config.metrics.unwrap().exposure_warning().is_some());
+    assert_err(
+        &format!("metrics: {{ allow: [10.0.0.1/8] }}\n{MINIMAL}"),
+        "metrics.allow",
+        "10.0.0.0/8",
+    );
+}

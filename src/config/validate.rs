@@ -19,6 +19,8 @@ use std::time::Duration;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_HEALTH_PATH: &str = "/edge-health";
+/// Loopback: binding the metrics where others can read them must be asked for.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9091";
 const DEFAULT_UPGRADE_SOCK: &str = "/tmp/edgeproxy_upgrade.sock";
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 const MAX_THREADS: usize = 1024;
@@ -51,7 +53,13 @@ const MAX_HEADER_COUNT: usize = 256;
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
     let server = server_settings(file.server)?;
-    let metrics = file.metrics.map(|m| MetricsSettings { listen: m.listen.0 });
+    let metrics = file.metrics.map(|m| MetricsSettings {
+        listen: m.listen.map_or_else(
+            || DEFAULT_METRICS_LISTEN.parse().expect("constant address"),
+            |l| l.0,
+        ),
+        allow: m.allow.unwrap_or_default(),
+    });
 
     if file.upstreams.is_empty() {
         return Err(ConfigError::at_key(

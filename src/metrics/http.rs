@@ -82,6 +82,20 @@ impl MetricsApp {
 #[async_trait]
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let allowed = self.live.load().config.metrics.as_ref().is_none_or(|m| {
+            m.allow.is_empty() || client.is_some_and(|ip| m.allow.iter().any(|r| r.contains(ip)))
+        });
+        if !allowed {
+            return reply(
+                StatusCode::FORBIDDEN,
+                b"forbidden: this address is not in metrics.allow\n".to_vec(),
+                "text/plain",
+            );
+        }
         match session.req_header().uri.path() {
             "/metrics" => self.metrics(),
             "/status" => self.status(),

@@ -29,6 +29,7 @@ locals {
       addr = "${b.private_ip}:${var.backend_port}"
       id   = "backend-${i + 1}"
     }]
+    prometheus_cidr = var.prometheus_cidr
   })
 }
 
