@@ -435,7 +435,10 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let status = error_status(e);
-        if status > 0 {
+        // Once a response has begun, an error page would be read as the rest of its body:
+        // the connection is closed instead, so the client sees the response cut.
+        let started = session.response_written().is_some();
+        if status > 0 && !started {
             let upstream = ctx.pool().map_or("-", Pool::name);
             let body = error_body(status, upstream, e);
             session.set_keepalive(None);

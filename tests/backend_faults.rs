@@ -1,0 +1,199 @@
+//! Backends that misbehave: each gives the client a clean error or a visibly cut response,
+//! is counted as a failure, and leaves no broken connection in the pool for the next request.
+
+mod common;
+
+use common::{client, free_port, metric, Proxy};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a scripted backend does after writing its reply.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Keeps the connection open for more requests.
+    KeepOpen,
+    /// Resets the connection (RST, not FIN).
+    Reset,
+    /// Goes silent for longer than the proxy's read timeout.
+    Stall,
+}
+
+const GOOD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood";
+
+/// A backend on raw sockets: its first request on each connection gets `first`, then
+/// `then` happens; any later request on a kept connection gets [`GOOD`].
+struct Scripted {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    fn start(first: &'static [u8], then: Then) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(stream, if n == 0 { first } else { GOOD }, then));
+            }
+        });
+        Scripted { port, connections }
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> bool {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+fn serve(mut stream: TcpStream, first: &[u8], then: Then) {
+    if !read_request(&mut stream) || stream.write_all(first).is_err() {
+        return;
+    }
+    match then {
+        Then::Reset => {
+            std::thread::sleep(Duration::from_millis(50));
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt reads the struct passed to it; the fd is open.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        Then::Stall => std::thread::sleep(Duration::from_secs(3)),
+        Then::KeepOpen => {
+            while read_request(&mut stream) {
+                if stream.write_all(GOOD).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn proxy_to(backend: &Scripted, metrics: u16) -> Proxy {
+    Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\nupstreams:\n  app:\n    retries: 0\n    servers:\n      - {{ addr: \"127.0.0.1:{}\", max_fails: 0 }}\n    read_timeout: 1s\nroutes:\n  - {{ path: /, upstream: app }}\n",
+        backend.port
+    ))
+}
+
+async fn failures(metrics: u16, port: u16, reason: &str) -> f64 {
+    let labels = format!(
+        "edgeproxy_upstream_failures_total{{backend=\"127.0.0.1:{port}\",reason=\"{reason}\",upstream=\"app\"}}"
+    );
+    metric(metrics, &labels).await.unwrap_or(0.0)
+}
+
+/// The next request is answered properly, on a connection that is not the broken one.
+async fn next_request_is_good(proxy: &Proxy) {
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "good");
+}
+
+#[tokio::test]
+async fn a_malformed_response_header_gives_502() {
+    let backend = Scripted::start(b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n", Then::KeepOpen);
+    let metrics = free_port();
+    let proxy = proxy_to(&backend, metrics);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(failures(metrics, backend.port, "reset").await >= 1.0);
+    next_request_is_good(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_response_longer_than_announced_does_not_poison_the_pool() {
+    // Five bytes announced, twelve sent: the extra seven must not become the next response.
+    let backend = Scripted::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.",
+        Then::KeepOpen,
+    );
+    let metrics = free_port();
+    let proxy = proxy_to(&backend, metrics);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "first");
+    for _ in 0..3 {
+        next_request_is_good(&proxy).await;
+    }
+    assert!(backend.connections.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn a_reset_before_the_response_gives_502() {
+    let backend = Scripted::start(b"", Then::Reset);
+    let metrics = free_port();
+    let proxy = proxy_to(&backend, metrics);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(failures(metrics, backend.port, "reset").await >= 1.0);
+    next_request_is_good(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_reset_or_stall_mid_body_is_a_cut_response_not_a_complete_one() {
+    let sized = &b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"[..];
+    let chunked = &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\npartial\r\n"[..];
+    for (case, first, then, reason) in [
+        ("reset, content-length", sized, Then::Reset, "reset"),
+        ("reset, chunked", chunked, Then::Reset, "reset"),
+        ("stall, content-length", sized, Then::Stall, "timeout"),
+        ("stall, chunked", chunked, Then::Stall, "timeout"),
+    ] {
+        let backend = Scripted::start(first, then);
+        let metrics = free_port();
+        let proxy = proxy_to(&backend, metrics);
+        let resp = client().get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{case}");
+        let body = resp.bytes().await;
+        assert!(
+            body.is_err(),
+            "{case}: a cut body read as complete: {body:?}"
+        );
+        assert!(
+            failures(metrics, backend.port, reason).await >= 1.0,
+            "{case}"
+        );
+        next_request_is_good(&proxy).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backend_that_never_answers_gives_504() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = Scripted {
+        port,
+        connections: Arc::default(),
+    };
+    let metrics = free_port();
+    let proxy = proxy_to(&silent, metrics);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(failures(metrics, port, "timeout").await >= 1.0);
+    drop(listener);
+}
