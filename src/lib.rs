@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod health;
 pub mod inflight;
 pub mod listeners;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod rate_limit;

@@ -7,6 +7,6 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    edgeproxy::logging::init();
     edgeproxy::cli::main(edgeproxy::cli::Cli::parse())
 }

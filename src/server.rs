@@ -51,6 +51,14 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     }
 
     raise_fd_limit(config.server.limits.max_connections);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        log::warn!(
+            "running as root: a flaw anywhere in the proxy would hand over the host; run it \
+             as its own user, with CAP_NET_BIND_SERVICE for ports below 1024 (the shipped \
+             systemd unit and Dockerfile run it as user edgeproxy)"
+        );
+    }
     let settings = config.server.clone();
     let conf = ServerConf {
         threads: settings.threads,

@@ -107,3 +107,32 @@ fn an_unwritable_log_file_is_a_check_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn credentials_never_reach_a_log() {
+    const SECRET: &str = "s3cr3t-t0ken";
+    let backend = Backend::start("1");
+    for format in ["combined", "json"] {
+        let proxy = Proxy::start_with(
+            &format!("  access_log_format: {format}"),
+            &format!("{}{ROUTE_ALL}", upstream(&[&backend], &[1])),
+        );
+        let http = client();
+        for path in ["/echo", "/missing/../../x", "/status/500"] {
+            http.get(proxy.url(path))
+                .header("Authorization", format!("Bearer {SECRET}"))
+                .header("Cookie", format!("session={SECRET}"))
+                .header("Proxy-Authorization", format!("Basic {SECRET}"))
+                .send()
+                .await
+                .unwrap();
+        }
+        line_with(|| proxy.stdout(), "/status/500").await;
+        assert!(
+            !proxy.stdout().contains(SECRET),
+            "{format}: {}",
+            proxy.stdout()
+        );
+        assert!(!proxy.log().contains(SECRET), "{format}: {}", proxy.log());
+    }
+}

@@ -109,3 +109,54 @@ async fn paths_are_normalised_before_routing_and_forwarded_normalised() {
     assert_eq!(raw_status(&answer), Some(200), "{answer}");
     assert_eq!(trap.requests(), 1, "absolute form is routed on its path");
 }
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_both_ways() {
+    let app = Backend::start("1");
+    let hop = RawBackend::answering(
+        "Connection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nTrailer: X-T\r\nX-Kept: yes\r\n",
+        std::time::Duration::ZERO,
+    );
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"{}\" }}\n  hop:\n    servers:\n      - {{ addr: \"127.0.0.1:{}\" }}\n\
+         routes:\n  - {{ path: /, upstream: app }}\n  - {{ path: /hop, upstream: hop }}\n",
+        app.addr(),
+        hop.port
+    ));
+    let answer = raw_exchange(
+        proxy.port,
+        b"GET /hop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(raw_status(&answer), Some(200), "{answer}");
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["x-hop:", "keep-alive:", "proxy-connection:", "upgrade:"] {
+        assert!(!head.contains(name), "{name} reached the client:\n{head}");
+    }
+    assert!(head.contains("x-kept: yes"), "{head}");
+
+    let answer = raw_exchange(
+        proxy.port,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: X-Hop, close\r\nX-Hop: secret\r\nKeep-Alive: 5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nProxy-Authorization: Basic c2VjcmV0\r\nX-Kept: yes\r\n\r\n",
+    );
+    assert_eq!(raw_status(&answer), Some(200), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    let headers = echo["headers"].as_object().unwrap();
+    for name in [
+        "x-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "proxy-authorization",
+    ] {
+        assert!(
+            !headers.contains_key(name),
+            "{name} reached the backend: {headers:?}"
+        );
+    }
+    assert_eq!(headers["x-kept"], "yes");
+}

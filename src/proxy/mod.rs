@@ -2,6 +2,7 @@
 
 mod content;
 mod forwarded;
+mod hop_by_hop;
 mod redirect;
 mod respond;
 
@@ -379,6 +380,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        hop_by_hop::strip(upstream_response);
         if let Some(server) = ctx.server() {
             if let Some(elapsed) = ctx.upstream_time {
                 server

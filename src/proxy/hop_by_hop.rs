@@ -1,0 +1,75 @@
+//! Headers that describe one connection, not the message: a backend's must not reach the
+//! client. (Pingora already drops the client's before the request goes upstream.)
+
+use http::header::{CONNECTION, UPGRADE};
+use http::StatusCode;
+use pingora::http::ResponseHeader;
+
+/// Hop-by-hop headers that are not named in `Connection` but are never end-to-end.
+const ALWAYS: [&str; 2] = ["keep-alive", "proxy-connection"];
+
+/// Removes from a backend's response the headers its `Connection` names, and the standing
+/// hop-by-hop ones. A `101 Switching Protocols` keeps `Connection` and `Upgrade`, which are
+/// what it means; Pingora frames the body and writes the client's `Connection` itself.
+pub fn strip(resp: &mut ResponseHeader) {
+    for name in ALWAYS {
+        resp.remove_header(name);
+    }
+    if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    let listed: Vec<String> = resp
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && name != "close" && name != "keep-alive")
+        .collect();
+    for name in &listed {
+        resp.remove_header(name.as_str());
+    }
+    resp.remove_header(&CONNECTION);
+    resp.remove_header(&UPGRADE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(status, None).unwrap();
+        for (name, value) in headers {
+            resp.append_header(name.to_string(), *value).unwrap();
+        }
+        strip(&mut resp);
+        resp
+    }
+
+    #[test]
+    fn connection_named_and_standing_hop_headers_go() {
+        let resp = response(
+            200,
+            &[
+                ("Connection", "X-A, close"),
+                ("Connection", "x-b"),
+                ("X-A", "1"),
+                ("X-B", "2"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"),
+                ("Upgrade", "h2c"),
+                ("X-Kept", "3"),
+            ],
+        );
+        let names: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn a_protocol_switch_keeps_what_it_means() {
+        let resp = response(101, &[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        assert_eq!(resp.headers["upgrade"], "websocket");
+        assert_eq!(resp.headers["connection"], "Upgrade");
+    }
+}
