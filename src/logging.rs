@@ -1,9 +1,9 @@
 //! Diagnostic logging to stderr: env_logger, less what any client can make Pingora say.
 //!
 //! Pingora logs at ERROR every client that sends half a request header and goes quiet or
-//! away, slowloris clients cut by `server.header_timeout` among them. Those are the client's
-//! doing, are counted in `edgeproxy_limited_total`, and would let one client flood the log,
-//! so they are logged at DEBUG instead.
+//! away (slowloris clients cut by `server.header_timeout` among them), and every client that
+//! fails or abandons a TLS handshake. Those are the client's doing and would let one client
+//! flood the log, so they are logged at DEBUG instead.
 
 use log::{Level, Log, Metadata, Record};
 
@@ -21,14 +21,15 @@ struct Quiet {
     inner: env_logger::Logger,
 }
 
-/// Whether a record is Pingora's report of a client that did not finish its request header.
+/// Whether a record is Pingora's report of a client that did not finish its request header
+/// or its TLS handshake.
 fn client_noise(record: &Record) -> bool {
-    record.level() == Level::Error
-        && record.target() == "pingora_proxy"
-        && record
-            .args()
-            .to_string()
-            .contains("while reading request headers")
+    let marker = match record.target() {
+        "pingora_proxy" => "while reading request headers",
+        "pingora_core::services::listening" => "Downstream handshake",
+        _ => return false,
+    };
+    record.level() == Level::Error && record.args().to_string().contains(marker)
 }
 
 impl Log for Quiet {

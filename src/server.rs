@@ -13,6 +13,7 @@ use crate::resolver::Resolver;
 use crate::shutdown::Signals;
 use crate::snapshot::{LiveSnapshot, Snapshot};
 use crate::tls;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy;
@@ -106,10 +107,14 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     ));
     let access_log = AccessLog::open(&settings.access_log, settings.access_log_format)
         .map_err(|e| format!("server.access_log: cannot open {e}"))?;
-    let app = http_proxy(
+    let mut app = http_proxy(
         &server.configuration,
         EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
     );
+    // An HTTP/2 connection with no stream open is idle; without this it could stay forever.
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(settings.limits.keepalive_timeout);
+    app.server_options = Some(options);
     let connections = Connections::new(
         metrics.downstream_connections.clone(),
         inflight.clone(),

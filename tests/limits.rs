@@ -277,3 +277,19 @@ async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
     let resp = other.get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
+    let backend = Backend::start("1");
+    let (proxy, _) = proxy("  keepalive_timeout: 1s", &backend);
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    assert_eq!(request_on(&mut stream).await, Some(200));
+    let started = Instant::now();
+    let rest = read_to_close(&mut stream).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(3),
+        "{idle:?}"
+    );
+}

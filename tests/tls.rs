@@ -286,3 +286,30 @@ async fn watch_picks_up_renewed_certificate_files() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_keepalive_timeout() {
+    let backend = Backend::start("1");
+    let certs = CertFiles::new();
+    let (tls_port, metrics) = (free_port(), free_port());
+    let _proxy = Proxy::start_with(
+        &certs.server_keys(tls_port, "  keepalive_timeout: 1s\n"),
+        &format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}{ROUTE_ALL}",
+            upstream(&[&backend], &[1])
+        ),
+    );
+    let http = https_client(&certs.pem, tls_port, false);
+    let resp = http
+        .get(format!("https://localhost:{tls_port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let open = || metric(metrics, "edgeproxy_downstream_connections");
+    assert_eq!(open().await, Some(1.0), "the client keeps its connection");
+    // The client would keep it for 90 s; the proxy closes it once idle for 1 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(open().await, Some(0.0));
+}

@@ -45,6 +45,7 @@ pub struct FileServer {
     pub max_header_count: Option<usize>,
     pub header_timeout: Option<DurationValue>,
     pub body_timeout: Option<DurationValue>,
+    pub keepalive_timeout: Option<DurationValue>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<u32>,
 }

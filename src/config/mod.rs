@@ -71,6 +71,9 @@ pub struct ClientLimits {
     pub header_timeout: Duration,
     /// Longest wait for the next piece of a request body (408 beyond).
     pub body_timeout: Duration,
+    /// Longest a client connection may stay idle between requests (HTTP/1) or with no
+    /// stream open (HTTP/2).
+    pub keepalive_timeout: Duration,
     /// Open client connections, all addresses together (503 beyond).
     pub max_connections: usize,
     /// Open client connections from one address (503 beyond); `None`: no limit.

@@ -804,6 +804,14 @@ fn client_keys_are_read_and_checked() {
     assert!(config.server.trusted_proxies.is_empty());
     assert_eq!(config.server.limits.max_header_size, 32 << 10);
     assert_eq!(config.server.limits.max_header_count, 100);
+    assert_eq!(config.server.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.limits.body_timeout, Duration::from_secs(60));
+    assert_eq!(
+        config.server.limits.keepalive_timeout,
+        Duration::from_secs(60)
+    );
+    assert_eq!(config.server.limits.max_connections, 16384);
+    assert_eq!(config.server.limits.max_connections_per_ip, None);
     let config = parse_ok(&format!(
         "server:\n  trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.7]\n  max_header_size: 8KiB\n  max_header_count: 50\n  header_timeout: 5s\n  body_timeout: 30s\n  max_connections: 100\n  max_connections_per_ip: 10\n{MINIMAL}"
     ));
@@ -848,6 +856,11 @@ fn client_keys_are_read_and_checked() {
             "positive duration",
         ),
         ("body_timeout: 10", "test.yaml:2:3", "missing unit"),
+        (
+            "keepalive_timeout: 500ms",
+            "server.keepalive_timeout",
+            "at least 1s",
+        ),
         (
             "max_connections: 0",
             "server.max_connections",

@@ -40,6 +40,8 @@ const DEFAULT_MAX_BODY: u64 = 10 << 20;
 /// HAProxy's `timeout http-request` as commonly set; nginx's 60 s lets slow clients hold
 /// connections six times longer.
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pingora's own; nginx's `keepalive_timeout` is 75 s.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// nginx's `client_body_timeout`.
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Enough for the busiest single host of the seeds many times over; an idle connection costs
@@ -235,6 +237,16 @@ fn client_limits(file: &FileServer) -> Result<ClientLimits, ConfigError> {
             file.body_timeout,
             DEFAULT_BODY_TIMEOUT,
         )?,
+        keepalive_timeout: match file.keepalive_timeout {
+            Some(d) if d.0 < Duration::from_secs(1) => {
+                return Err(ConfigError::at_key(
+                    "server.keepalive_timeout",
+                    "must be at least 1s: idle connections are timed in whole seconds",
+                ))
+            }
+            Some(d) => d.0,
+            None => DEFAULT_KEEPALIVE_TIMEOUT,
+        },
         max_connections,
         max_connections_per_ip: file.max_connections_per_ip,
     })

@@ -150,6 +150,10 @@ impl ProxyHttp for EdgeProxy {
         }
         let server = &ctx.snapshot.config.server;
         session.set_read_timeout(Some(server.limits.body_timeout));
+        // Only where the client keeps the connection: its `Connection: close` stands.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(server.limits.keepalive_timeout.as_secs()));
+        }
         let raw = session
             .as_downstream()
             .as_http1()

@@ -105,6 +105,7 @@ mod tests {
         max_header_count: 4,
         header_timeout: std::time::Duration::from_secs(1),
         body_timeout: std::time::Duration::from_secs(1),
+        keepalive_timeout: std::time::Duration::from_secs(1),
         max_connections: 1,
         max_connections_per_ip: None,
     };
