@@ -8,18 +8,24 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const ROUTE_ALL: &str = "routes:\n  - { path: /, upstream: app }\n";
+const ROUTE_ALL: &str = "  - { path: /, upstream: app }\n";
 
-fn proxy(server_keys: &str, backend: &Backend) -> (Proxy, u16) {
+/// A proxy with these `server:` keys and `routes:` entries in front of `backend`, and its
+/// metrics port.
+fn proxy_with(server_keys: &str, backend: &Backend, routes: &str) -> (Proxy, u16) {
     let metrics = free_port();
     let proxy = Proxy::start_with(
         server_keys,
         &format!(
-            "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}{ROUTE_ALL}",
+            "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}routes:\n{routes}",
             upstream(&[backend], &[1])
         ),
     );
     (proxy, metrics)
+}
+
+fn proxy(server_keys: &str, backend: &Backend) -> (Proxy, u16) {
+    proxy_with(server_keys, backend, ROUTE_ALL)
 }
 
 async fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
@@ -181,19 +187,11 @@ async fn one_address_cannot_take_more_than_its_share() {
     );
 }
 
-fn routes_with(backend: &Backend, routes: &str) -> (Proxy, u16) {
-    let metrics = free_port();
-    let proxy = Proxy::start(&format!(
-        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}routes:\n{routes}",
-        upstream(&[backend], &[1])
-    ));
-    (proxy, metrics)
-}
-
 #[tokio::test]
 async fn a_body_over_max_body_gets_413_whether_announced_or_chunked() {
     let backend = Backend::start("1");
-    let (proxy, metrics) = routes_with(
+    let (proxy, metrics) = proxy_with(
+        "",
         &backend,
         "  - { path: /upload, upstream: app, max_body: 1KiB }\n  - { path: /, upstream: app }\n",
     );
@@ -238,7 +236,8 @@ async fn a_body_over_max_body_gets_413_whether_announced_or_chunked() {
 #[tokio::test]
 async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
     let backend = Backend::start("1");
-    let (proxy, metrics) = routes_with(
+    let (proxy, metrics) = proxy_with(
+        "",
         &backend,
         "  - { path: /, upstream: app, rate_limit: { requests_per_second: 5, burst: 5 } }\n",
     );

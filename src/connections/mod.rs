@@ -39,7 +39,7 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(10);
 
 const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-Content-Length: 48\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections\n\n";
+Content-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections\n";
 
 /// Counters of connections stopped by a limit, by the limit's name.
 #[derive(Clone)]
@@ -94,7 +94,7 @@ impl Connections {
         }
     }
 
-    /// Wraps the server app `inner` so that its connections are counted here.
+    /// Wraps the server app `inner` so that its connections are counted, limited and timed.
     pub fn app<A>(&self, inner: A) -> CountConnections<A> {
         CountConnections {
             inner: Arc::new(inner),
@@ -121,8 +121,9 @@ impl Connections {
     }
 }
 
-/// A server app whose connections are counted, and whose idle connections are dropped at
-/// shutdown only once the fresh ones have had their chance to send a request.
+/// A server app whose connections are counted and limited, whose HTTP/1 request headers are
+/// timed, and whose idle connections are dropped at shutdown only once the fresh ones have
+/// had their chance to send a request.
 pub struct CountConnections<A> {
     inner: Arc<A>,
     connections: Connections,
@@ -190,4 +191,24 @@ async fn refuse(mut stream: Stream) -> Option<Stream> {
     }
     pingora::protocols::Shutdown::shutdown(&mut *stream).await;
     None
+}
+
+#[cfg(test)]
+mod tests {
+    /// A canned response's `Content-Length` matches its body.
+    fn assert_framed(response: &[u8]) {
+        let text = std::str::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{text:?}");
+    }
+
+    #[test]
+    fn canned_responses_are_framed() {
+        assert_framed(super::BUSY_RESPONSE);
+        assert_framed(super::deadline::TIMEOUT_RESPONSE);
+    }
 }

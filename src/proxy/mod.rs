@@ -112,6 +112,12 @@ fn refuse(status: u16, reason: impl Into<String>) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(status), reason.into())
 }
 
+/// The 413 of a body over the route's `max_body`, counted.
+fn body_too_large(ctx: &RequestCtx, max: u64) -> Box<Error> {
+    ctx.snapshot.limited.max_body.inc();
+    refuse(413, format!("the body is larger than {max} bytes"))
+}
+
 #[async_trait]
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
@@ -154,16 +160,17 @@ impl ProxyHttp for EdgeProxy {
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(server.limits.keepalive_timeout.as_secs()));
         }
+        // Known before any check, so that the access log names whoever was refused.
+        ctx.client = peer_ip(session).map(|peer| {
+            let forwarded_for = session.req_header().headers.get_all("x-forwarded-for");
+            Client::identify(peer, forwarded_for.iter(), &server.trusted_proxies)
+        });
         let raw = session
             .as_downstream()
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
         framing::check(session.req_header(), raw.as_deref(), &server.limits)
             .map_err(|r| refuse(r.status, r.reason))?;
-        ctx.client = peer_ip(session).map(|peer| {
-            let forwarded_for = session.req_header().headers.get_all("x-forwarded-for");
-            Client::identify(peer, forwarded_for.iter(), &server.trusted_proxies)
-        });
         target::normalize(session.req_header_mut()).map_err(|e| refuse(400, e.to_string()))?;
         let req = session.req_header();
         let host = req
@@ -216,8 +223,7 @@ impl ProxyHttp for EdgeProxy {
         let max_body = ctx.snapshot.config.routes[route].max_body;
         if let (Some(max), Some(length)) = (max_body, content_length(session.req_header())) {
             if length > max {
-                ctx.snapshot.limited.max_body.inc();
-                return Err(refuse(413, format!("the body is larger than {max} bytes")));
+                return Err(body_too_large(ctx, max));
             }
         }
         if let (Some(limiter), Some(client)) = (&ctx.snapshot.rate_limiters[route], ctx.client) {
@@ -362,8 +368,7 @@ impl ProxyHttp for EdgeProxy {
         };
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         if ctx.body_bytes > max {
-            ctx.snapshot.limited.max_body.inc();
-            return Err(refuse(413, format!("the body is larger than {max} bytes")));
+            return Err(body_too_large(ctx, max));
         }
         Ok(())
     }
