@@ -44,8 +44,8 @@ const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// nginx's `client_body_timeout`.
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Enough for the busiest single host of the seeds many times over; an idle connection costs
-/// a few KiB, so this bounds memory far below the machine's.
+/// Enough for the busiest single host of the seeds many times over; an open connection costs
+/// tens of KiB (tests/slowloris.rs bounds it at 64), so this stays under 1 GiB.
 const DEFAULT_MAX_CONNECTIONS: usize = 16384;
 /// HAProxy's default is 101 fields.
 const DEFAULT_MAX_HEADER_COUNT: usize = 100;
@@ -166,7 +166,6 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
     let pid_file = absolute("server.pid_file", file.pid_file.as_deref())?;
     let upgrade_sock = absolute("server.upgrade_sock", file.upgrade_sock.as_deref())?
         .unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into());
-
     let tls = file.tls.map(|t| tls_settings(t, &listen)).transpose()?;
     Ok(ServerSettings {
         listen,
