@@ -20,6 +20,8 @@ pub enum BadTarget {
     Path(PathError),
     /// Bytes that are not UTF-8, which a backend could decode in more than one way.
     NotUtf8,
+    /// A target that cannot be rebuilt as a URI in origin form.
+    Unrepresentable,
 }
 
 impl fmt::Display for BadTarget {
@@ -27,6 +29,7 @@ impl fmt::Display for BadTarget {
         match self {
             Self::Path(e) => e.fmt(f),
             Self::NotUtf8 => f.write_str("the request target is not UTF-8; percent-encode it"),
+            Self::Unrepresentable => f.write_str("the request target is not a valid URI"),
         }
     }
 }
@@ -52,10 +55,8 @@ pub fn normalize(req: &mut RequestHeader) -> Result<(), BadTarget> {
         Some(query) => format!("{normal}?{query}"),
         None => normal.into_owned(),
     };
-    // The normal form only removes and decodes to unreserved characters, so what was a
-    // valid target still is.
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|_| BadTarget::Path(PathError::BadEscape))?;
+    let path_and_query =
+        PathAndQuery::try_from(path_and_query).map_err(|_| BadTarget::Unrepresentable)?;
     if absolute_form && !req.headers.contains_key(HOST) {
         // HTTP/1.0 may send an absolute target without Host; keep the name it asked for.
         let authority = Uri::try_from(req.raw_path())
@@ -63,12 +64,12 @@ pub fn normalize(req: &mut RequestHeader) -> Result<(), BadTarget> {
             .and_then(|u| u.authority().cloned());
         if let Some(authority) = authority {
             req.insert_header(HOST, authority.as_str())
-                .map_err(|_| BadTarget::Path(PathError::BadEscape))?;
+                .map_err(|_| BadTarget::Unrepresentable)?;
         }
     }
     let mut parts = req.uri.clone().into_parts();
     parts.path_and_query = Some(path_and_query);
-    let uri = Uri::from_parts(parts).map_err(|_| BadTarget::Path(PathError::BadEscape))?;
+    let uri = Uri::from_parts(parts).map_err(|_| BadTarget::Unrepresentable)?;
     req.set_uri(uri);
     Ok(())
 }
