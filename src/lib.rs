@@ -13,6 +13,7 @@ pub mod connections;
 pub mod daemon;
 pub mod health;
 pub mod inflight;
+pub mod ip_shards;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

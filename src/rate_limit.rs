@@ -1,18 +1,14 @@
 //! Per-client request rates of a route: a token bucket per client address.
 //!
 //! Each address may make `burst` requests at once, refilled at `requests_per_second`. The
-//! buckets are split over shards by address so that requests on different worker threads
-//! rarely wait for each other, and a shard drops the buckets that have refilled (idle
-//! clients) once it holds many, so a stream of new addresses cannot grow it without bound.
+//! buckets are split over locks by address ([`IpShards`]), and a shard drops the buckets that
+//! have refilled (idle clients) once it holds many, so a stream of new addresses cannot grow
+//! it without bound.
 
 use crate::config::RateLimit;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use crate::ip_shards::IpShards;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-const SHARDS: usize = 64;
 /// Buckets a shard holds before it looks for idle ones to drop.
 const SHARD_SOFT_CAP: usize = 1024;
 
@@ -26,8 +22,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimiter {
     settings: RateLimit,
-    shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
-    hasher: RandomState,
+    buckets: IpShards<Bucket>,
 }
 
 impl RateLimiter {
@@ -35,8 +30,7 @@ impl RateLimiter {
     pub fn new(settings: RateLimit) -> Self {
         Self {
             settings,
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            buckets: IpShards::default(),
         }
     }
 
@@ -53,11 +47,7 @@ impl RateLimiter {
             burst,
         } = self.settings;
         let burst = f64::from(burst);
-        let index = self.hasher.hash_one(client) as usize % SHARDS;
-        // A bucket is always left consistent, so a panic elsewhere does not spoil the shard.
-        let mut shard = self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self.buckets.shard(client);
         if shard.len() >= SHARD_SOFT_CAP && !shard.contains_key(&client) {
             let refill = Duration::from_secs_f64(burst / rate);
             shard.retain(|_, b| now.saturating_duration_since(b.updated) < refill);
@@ -127,11 +117,12 @@ mod tests {
     fn idle_clients_are_forgotten_when_a_shard_fills() {
         let limiter = limiter(1.0, 1);
         let start = Instant::now();
-        for i in 0..(SHARDS * SHARD_SOFT_CAP * 2) as u32 {
+        let shards = IpShards::<Bucket>::SHARDS;
+        for i in 0..(shards * SHARD_SOFT_CAP * 2) as u32 {
             let client = IpAddr::from(i.to_be_bytes());
             let _ = limiter.check(client, start + Duration::from_millis(u64::from(i)));
         }
-        let held: usize = limiter.shards.iter().map(|s| s.lock().unwrap().len()).sum();
-        assert!(held <= SHARDS * (SHARD_SOFT_CAP + 1), "{held} buckets held");
+        let held = limiter.buckets.len();
+        assert!(held <= shards * (SHARD_SOFT_CAP + 1), "{held} buckets held");
     }
 }

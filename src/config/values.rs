@@ -289,6 +289,11 @@ impl Cidr {
         ip.is_ipv4() == self.network.is_ipv4() && self.mask(ip) == self.network
     }
 
+    /// Whether `ip` is in any of `ranges`.
+    pub fn any_contains(ranges: &[Cidr], ip: IpAddr) -> bool {
+        ranges.iter().any(|range| range.contains(ip))
+    }
+
     fn mask(&self, ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V4(v4) => {

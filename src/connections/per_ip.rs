@@ -1,37 +1,22 @@
 //! Open connections per client address, for `server.max_connections_per_ip`.
 //!
-//! The counts are split over shards by address, so that accepting on one worker thread
-//! rarely waits for another; an address leaves its shard when its last connection closes, so
-//! the table never holds more entries than there are open connections.
+//! The counts are split over locks by address ([`IpShards`]); an address leaves the table
+//! when its last connection closes, so it never holds more entries than there are open
+//! connections.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use crate::ip_shards::IpShards;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-
-const SHARDS: usize = 64;
+use std::sync::Arc;
 
 /// Open connections by client address.
-#[derive(Debug)]
-pub struct PerIp {
-    shards: Vec<Mutex<HashMap<IpAddr, u32>>>,
-    hasher: RandomState,
-}
-
-impl Default for PerIp {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
-        }
-    }
-}
+#[derive(Debug, Default)]
+pub struct PerIp(IpShards<u32>);
 
 impl PerIp {
     /// Counts a connection from `ip` unless it already has `limit` open; the count lasts as
     /// long as the returned guard.
     pub fn enter(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<PerIpGuard> {
-        let mut shard = self.shard(ip);
+        let mut shard = self.0.shard(ip);
         let open = shard.get(&ip).copied().unwrap_or(0);
         if open >= limit {
             return None;
@@ -41,14 +26,6 @@ impl PerIp {
             table: Arc::clone(self),
             ip,
         })
-    }
-
-    fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
-        let index = self.hasher.hash_one(ip) as usize % SHARDS;
-        // A count is always left consistent, so a panic elsewhere does not spoil it.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -61,7 +38,7 @@ pub struct PerIpGuard {
 
 impl Drop for PerIpGuard {
     fn drop(&mut self) {
-        let mut shard = self.table.shard(self.ip);
+        let mut shard = self.table.0.shard(self.ip);
         if let Some(open) = shard.get_mut(&self.ip) {
             *open -= 1;
             if *open == 0 {
@@ -84,9 +61,9 @@ mod tests {
         assert!(table.enter(a, 2).is_none());
         assert!(table.enter(b, 2).is_some());
         drop(first);
-        assert_eq!(table.shard(a).get(&a), Some(&1));
+        assert_eq!(table.0.shard(a).get(&a), Some(&1));
         let third = table.enter(a, 2).unwrap();
         drop((second, third));
-        assert!(table.shards.iter().all(|s| s.lock().unwrap().is_empty()));
+        assert!(table.0.is_empty());
     }
 }

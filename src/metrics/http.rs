@@ -1,5 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
+use crate::config::values::Cidr;
 use crate::snapshot::LiveSnapshot;
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
@@ -87,7 +88,7 @@ impl ServeHttp for MetricsApp {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let allowed = self.live.load().config.metrics.as_ref().is_none_or(|m| {
-            m.allow.is_empty() || client.is_some_and(|ip| m.allow.iter().any(|r| r.contains(ip)))
+            m.allow.is_empty() || client.is_some_and(|ip| Cidr::any_contains(&m.allow, ip))
         });
         if !allowed {
             return reply(

@@ -28,7 +28,7 @@ impl Client {
         trusted: &[Cidr],
     ) -> Self {
         let peer = peer.to_canonical();
-        let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
+        let is_trusted = |ip: IpAddr| Cidr::any_contains(trusted, ip);
         if !is_trusted(peer) {
             return Self {
                 peer,
