@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # edgeproxy against nginx and HAProxy, measured in one run on this machine. The same two
 # fast backends (one nginx worker, `return 200`) and the same demo backend for SSE sit
-# behind all three proxies, each with one worker and its access log off; wrk drives them in
-# interleaved rounds (edgeproxy, nginx, HAProxy, edgeproxy, ...). Per run it records
+# behind all the proxies, each with one worker and its access log off; wrk drives them in
+# interleaved rounds (edgeproxy, nginx, HAProxy, bare Pingora, edgeproxy, ...). Bare Pingora
+# (examples/bare_pingora.rs: round robin and nothing else, on edgeproxy's runtime settings)
+# separates what Pingora costs from what edgeproxy's own work costs. Per run it records
 # requests/s, p50/p99/p99.9 latency, CPU seconds of the proxy's process per 10k requests and
-# its peak RSS (since the scenario started); bench/summarize.py turns that into medians and edgeproxy/nginx and
-# edgeproxy/HAProxy ratios (min, median, max over rounds). Only 127.0.0.1 is used.
+# its peak RSS (since the scenario started); bench/summarize.py turns that into medians and
+# ratios (min, median, max over rounds). Only 127.0.0.1 is used.
 #
 #   bench/run.sh [ROUNDS] [SECONDS]          defaults: 3 rounds of 5 s per wrk run
 #   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse
 #
 # Scenarios: small (GET /, keep-alive, 32 connections), many (10,000 concurrent
 # connections), big (1 MiB responses, 8 connections), close (a new connection per request,
-# 32 at a time), sse (1,000 open event streams: memory per stream).
+# 32 at a time), sse (1,000 open event streams: memory per stream; bare Pingora has no
+# event-stream route and sits this one out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-5}
 scenarios=${SCENARIOS:-small many big close sse}
-proxies=(edgeproxy nginx haproxy)
+proxies=(edgeproxy nginx haproxy pingora)
 
 scripts/setup.sh
 missing=()
@@ -32,7 +35,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
-cargo build --release --locked --bins -q
+cargo build --release --locked --bins --example bare_pingora -q
 # 10,000 client connections need as many descriptors in wrk and twice that in a proxy.
 ulimit -n "$(ulimit -Hn)"
 
@@ -47,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 
 declare -A port=([b1]=18201 [b2]=18202 [sse]=18203 [edgeproxy]=18210 [nginx]=18211
-  [haproxy]=18212 [metrics]=18213)
+  [haproxy]=18212 [metrics]=18213 [pingora]=18214)
 for p in "${port[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "bench: port $p on 127.0.0.1 is in use; stop what listens there" >&2
@@ -92,7 +95,10 @@ start_proxies() {
   # Pingora logs each client that leaves mid-request (wrk at the end of a run) as an error.
   RUST_LOG=warn target/release/edgeproxy -c "$work/edgeproxy.yaml" 2>>"$work/edgeproxy.log" &
   pid[edgeproxy]=$!
-  proxy_pids=("$nginx_master" "${pid[haproxy]}" "${pid[edgeproxy]}")
+  target/release/examples/bare_pingora "127.0.0.1:${port[pingora]}" "127.0.0.1:${port[b1]}" \
+    "127.0.0.1:${port[b2]}" 2>>"$work/pingora.log" &
+  pid[pingora]=$!
+  proxy_pids=("$nginx_master" "${pid[haproxy]}" "${pid[edgeproxy]}" "${pid[pingora]}")
   pids+=("${proxy_pids[@]}")
   wait_up "${proxies[@]}"
   # nginx's master only hands connections to its worker: the worker is what is measured.
@@ -163,7 +169,7 @@ for scenario in $scenarios; do
         many) drive "$scenario" "$round" "$proxy" / -t2 -c10000 --timeout 10s ;;
         big) drive "$scenario" "$round" "$proxy" /1m -t1 -c8 ;;
         close) drive "$scenario" "$round" "$proxy" / -t1 -c32 -H "Connection: close" ;;
-        sse) fan_out "$round" "$proxy" ;;
+        sse) [ "$proxy" = pingora ] || fan_out "$round" "$proxy" ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
       esac
       sleep 1

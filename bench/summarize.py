@@ -2,9 +2,9 @@
 
     python3 bench/summarize.py RESULTS.tsv
 
-Per scenario: the median of each figure per proxy, then edgeproxy's ratio to nginx and to
-HAProxy as min / median / max over rounds (each ratio taken within one round, so that the
-machine's drift between rounds cancels out).
+Per scenario: the median of each figure per proxy, then edgeproxy's ratio to nginx, to
+HAProxy and to bare Pingora, and bare Pingora's to nginx, as min / median / max over rounds
+(each ratio taken within one round, so that the machine's drift between rounds cancels out).
 """
 
 import csv
@@ -12,8 +12,15 @@ import statistics
 import sys
 from collections import defaultdict
 
-PROXIES = ("edgeproxy", "nginx", "haproxy")
-OTHERS = ("nginx", "haproxy")
+PROXIES = ("edgeproxy", "nginx", "haproxy", "pingora")
+NAMES = {"edgeproxy": "edgeproxy", "nginx": "nginx", "haproxy": "HAProxy", "pingora": "bare Pingora"}
+# (numerator, denominator) of the ratio rows.
+PAIRS = (
+    ("edgeproxy", "nginx"),
+    ("edgeproxy", "haproxy"),
+    ("edgeproxy", "pingora"),
+    ("pingora", "nginx"),
+)
 
 # (column, heading, format) of the load scenarios' tables.
 LOAD = (
@@ -50,12 +57,14 @@ def table(rows, columns):
     lines = ["| proxy | " + " | ".join(h for _, h, _ in columns) + " |"]
     lines.append("|---" * (len(columns) + 1) + "|")
     for proxy in PROXIES:
+        if not any(r["proxy"] == proxy for r in rows):
+            continue
         cells = []
         for column, _, how in columns:
             values = [number(r[column]) for r in rows if r["proxy"] == proxy]
             values = [v for v in values if v is not None]
             cells.append(fmt(statistics.median(values), how) if values else "–")
-        lines.append(f"| {proxy} | " + " | ".join(cells) + " |")
+        lines.append(f"| {NAMES[proxy]} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -63,15 +72,15 @@ def ratios(rows):
     by_round = defaultdict(dict)
     for r in rows:
         by_round[r["round"]][r["proxy"]] = r
-    lines = ["| edgeproxy / … | " + " | ".join(f"{h} (min–median–max)" for _, h in RATIOS) + " |"]
+    lines = ["| ratio | " + " | ".join(f"{h} (min–median–max)" for _, h in RATIOS) + " |"]
     lines.append("|---" * (len(RATIOS) + 1) + "|")
-    for other in OTHERS:
+    for ours_name, other in PAIRS:
         cells = []
         for column, _ in RATIOS:
             found = []
             for runs in by_round.values():
-                if "edgeproxy" in runs and other in runs:
-                    ours, theirs = number(runs["edgeproxy"][column]), number(runs[other][column])
+                if ours_name in runs and other in runs:
+                    ours, theirs = number(runs[ours_name][column]), number(runs[other][column])
                     if ours is not None and theirs:
                         found.append(ours / theirs)
             cells.append(
@@ -79,7 +88,8 @@ def ratios(rows):
                 if found
                 else "–"
             )
-        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {NAMES[ours_name]} / {NAMES[other]} | " + " | ".join(cells) + " |")
     return lines
 
 
