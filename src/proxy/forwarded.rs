@@ -2,43 +2,65 @@
 //! `X-Forwarded-Proto`; and the removal of those only the proxy may set.
 
 use crate::request::client::Client;
+use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::Result;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::IpAddr;
 
 /// Response headers the proxy sets; a client sending them could make a backend, or a log
-/// that records request headers, believe another instance was involved.
-const PROXY_ONLY: [&str; 2] = ["x-served-by", "x-instance-id"];
+/// that records request headers, believe another instance was involved. Parsed names, so
+/// that removing them does not parse them again on every request.
+const PROXY_ONLY: [HeaderName; 2] = [
+    HeaderName::from_static("x-served-by"),
+    HeaderName::from_static("x-instance-id"),
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Sets the forwarding headers on a request about to go upstream. `X-Forwarded-For` gets the
 /// peer appended to the chain when the peer is a trusted proxy (HAProxy's `option
 /// forwardfor`), and is the peer alone otherwise, so that a client cannot forge the chain.
 pub fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Result<()> {
-    for name in PROXY_ONLY {
+    for name in &PROXY_ONLY {
         req.remove_header(name);
     }
     req.insert_header("x-forwarded-proto", if https { "https" } else { "http" })?;
     let Some(client) = client else {
-        req.remove_header("x-forwarded-for");
-        req.remove_header("x-real-ip");
+        req.remove_header(&X_FORWARDED_FOR);
+        req.remove_header(&X_REAL_IP);
         return Ok(());
     };
-    let peer = client.peer.to_canonical().to_string();
-    let chain = if client.via_trusted_proxy {
+    if client.via_trusted_proxy {
         let mut chain = String::new();
-        for prior in req.headers.get_all("x-forwarded-for") {
+        for prior in req.headers.get_all(&X_FORWARDED_FOR) {
             if let Ok(prior) = prior.to_str() {
                 chain.push_str(prior);
                 chain.push_str(", ");
             }
         }
-        chain.push_str(&peer);
-        chain
+        // Writing to a String cannot fail.
+        let _ = write!(chain, "{}", client.peer.to_canonical());
+        req.insert_header("x-forwarded-for", chain)?;
     } else {
-        peer
-    };
-    req.insert_header("x-forwarded-for", chain)?;
-    req.insert_header("x-real-ip", client.ip.to_canonical().to_string())?;
+        req.insert_header("x-forwarded-for", ip_value(client.peer))?;
+    }
+    req.insert_header("x-real-ip", ip_value(client.ip))?;
     Ok(())
+}
+
+/// An address as a header value, written straight into its bytes: formatting into a
+/// `String` first costs a few reallocations per request as it grows.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // The longest text of an address, an IPv6 one with an embedded IPv4 part, is 45 bytes.
+    let mut text = [0u8; 45];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    let len = match write!(cursor, "{}", ip.to_canonical()) {
+        Ok(()) => cursor.position() as usize,
+        Err(_) => 0,
+    };
+    HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static(""))
 }
 
 #[cfg(test)]

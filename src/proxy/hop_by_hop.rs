@@ -1,18 +1,22 @@
 //! Headers that describe one connection, not the message: a backend's must not reach the
 //! client. (Pingora already drops the client's before the request goes upstream.)
 
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{HeaderName, CONNECTION, UPGRADE};
 use http::StatusCode;
 use pingora::http::ResponseHeader;
 
-/// Hop-by-hop headers that are not named in `Connection` but are never end-to-end.
-const ALWAYS: [&str; 2] = ["keep-alive", "proxy-connection"];
+/// Hop-by-hop headers that are not named in `Connection` but are never end-to-end. Parsed
+/// names, so that removing them does not parse them again on every response.
+const ALWAYS: [HeaderName; 2] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
 
 /// Removes from a backend's response the headers its `Connection` names, and the standing
 /// hop-by-hop ones. A `101 Switching Protocols` keeps `Connection` and `Upgrade`, which are
 /// what it means; Pingora frames the body and writes the client's `Connection` itself.
 pub fn strip(resp: &mut ResponseHeader) {
-    for name in ALWAYS {
+    for name in &ALWAYS {
         resp.remove_header(name);
     }
     if resp.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -24,8 +28,15 @@ pub fn strip(resp: &mut ResponseHeader) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && name != "close" && name != "keep-alive")
+        .map(str::trim)
+        // Checked before lowercasing: nearly every response names only these, and then
+        // nothing is allocated.
+        .filter(|name| {
+            !name.is_empty()
+                && !name.eq_ignore_ascii_case("close")
+                && !name.eq_ignore_ascii_case("keep-alive")
+        })
+        .map(str::to_ascii_lowercase)
         .collect();
     for name in &listed {
         resp.remove_header(name.as_str());
