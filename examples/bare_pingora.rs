@@ -1,8 +1,8 @@
 //! The floor that bench/run.sh measures edgeproxy against: a Pingora proxy that does nothing
 //! but pick a backend round robin, with edgeproxy's runtime settings (one thread, no work
-//! stealing, 1,024 idle upstream connections, 16 KiB client read buffers, jemalloc) and none of its features. The gap
-//! between the two is what edgeproxy's own work costs; the gap between this and nginx is
-//! Pingora's.
+//! stealing, 1,024 idle upstream connections, 16 KiB client read buffers, jemalloc with the
+//! same options) and none of its features. The gap between the two is what edgeproxy's own
+//! work costs; the gap between this and nginx is Pingora's.
 //!
 //!     cargo run --release --example bare_pingora -- 127.0.0.1:8080 127.0.0.1:9001 127.0.0.1:9002
 
@@ -17,6 +17,11 @@ use std::sync::Arc;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The thread-cache limit edgeproxy sets (see src/main.rs), so that the two differ only in
+/// what edgeproxy does per request.
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 18] = b"tcache_max:131072\0";
 
 struct Bare(Arc<LoadBalancer<RoundRobin>>);
 
