@@ -1,6 +1,6 @@
 //! The floor that bench/run.sh measures edgeproxy against: a Pingora proxy that does nothing
 //! but pick a backend round robin, with edgeproxy's runtime settings (one thread, no work
-//! stealing, 1,024 idle upstream connections, 16 KiB client read buffers, jemalloc with the
+//! stealing, 16,384 idle upstream connections, 16 KiB client read buffers, jemalloc with the
 //! same options) and none of its features. The gap between the two is what edgeproxy's own
 //! work costs; the gap between this and nginx is Pingora's.
 //!
@@ -57,7 +57,8 @@ fn main() {
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
-        upstream_keepalive_pool_size: 1024,
+        // What edgeproxy keeps with its default `max_connections` on one thread.
+        upstream_keepalive_pool_size: 16384,
         // bench/run.sh stops it with SIGTERM between scenarios: no draining wanted.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(0),

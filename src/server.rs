@@ -1,7 +1,7 @@
 //! Assembling and running the Pingora server from a validated config.
 
 use crate::access_log::AccessLog;
-use crate::config::Config;
+use crate::config::{Config, ServerSettings};
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
 use crate::inflight::Inflight;
@@ -23,12 +23,6 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Idle upstream connections kept for reuse, per worker thread (nginx's `keepalive` is per
-/// worker too). Pingora's default of 128 makes a burst of concurrent requests open and close
-/// a new upstream connection for most of them: at 10,000 client connections, 1024 gave
-/// 1.6 times the requests/s at half the CPU per request (bench/README.md).
-const UPSTREAM_KEEPALIVE_PER_THREAD: usize = 1024;
 
 /// The read buffer of a plain-HTTP client connection. Pingora's default of 64 KiB, kept for
 /// TLS (whose records are up to 16 KiB), is mostly unused by request headers and small
@@ -68,7 +62,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         grace_period_seconds: Some(settings.grace_period.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         work_stealing: false,
-        upstream_keepalive_pool_size: UPSTREAM_KEEPALIVE_PER_THREAD,
+        upstream_keepalive_pool_size: upstream_keepalive_per_thread(&settings),
         upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
@@ -159,6 +153,20 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         )),
     });
     Ok(())
+}
+
+/// Idle upstream connections kept for reuse, per worker thread (Pingora multiplies it by the
+/// threads): in all, as many as there may be client connections. A smaller pool makes a
+/// burst of concurrent requests open and close a new upstream connection for most of them,
+/// as HAProxy, whose idle pool is unbounded by default, does not: at 10,000 client
+/// connections, 1,024 in the pool made 84% of requests connect anew and 16,384 gave 1.5
+/// times the requests/s at two thirds of the CPU per request (bench/README.md). Idle
+/// connections stay only until the backend closes them.
+fn upstream_keepalive_per_thread(settings: &ServerSettings) -> usize {
+    settings
+        .limits
+        .max_connections
+        .div_ceil(settings.threads.max(1))
 }
 
 /// Raises the open-file limit to the hard limit, as HAProxy does: the default soft limit

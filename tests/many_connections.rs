@@ -1,12 +1,18 @@
-//! 10,000 client connections held open at once, and normal traffic still served.
+//! Many client connections at once: 10,000 held open with normal traffic still served, and
+//! bursts of concurrent requests that keep their upstream connections for the next burst.
 
 mod common;
 
 use common::{client, free_port, metric, raise_fd_limit, upstream, Backend, Proxy};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 const HELD: usize = 10_000;
+
+/// More concurrent requests than the idle upstream connections edgeproxy used to keep: 1,024
+/// per thread, and the test proxies run two (Pingora's own default is 128 per thread).
+const BURST: usize = 2_400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_open_connections_leave_room_for_traffic() {
@@ -57,4 +63,44 @@ async fn ten_thousand_open_connections_leave_room_for_traffic() {
     drop(held);
     let resp = http.get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_requests_leaves_its_upstream_connections_pooled() {
+    // Each request holds a client connection and an upstream one in the proxy.
+    raise_fd_limit(BURST as u64 * 4 + 1000);
+    // Slow answers, so that every request of a burst needs an upstream connection of its own.
+    let backend = Backend::start_with("1", &["--delay", "2s"]);
+    let proxy = Proxy::start(&format!(
+        "{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    ));
+    let http = client();
+    // The upstream connections a burst used, as the backend saw them (address:port).
+    let burst = || async {
+        let requests = (0..BURST).map(|_| async {
+            let resp = http.get(proxy.url("/echo")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let echo: serde_json::Value = resp.json().await.unwrap();
+            echo["client"].as_str().unwrap().to_string()
+        });
+        futures_util::future::join_all(requests)
+            .await
+            .into_iter()
+            .collect::<HashSet<String>>()
+    };
+    let first = burst().await;
+    assert!(
+        first.len() > 2_048,
+        "the first burst overlapped less than meant: {} upstream connections",
+        first.len()
+    );
+    // Pingora pools an upstream connection once its client has the whole response.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = burst().await;
+    let opened = second.difference(&first).count();
+    assert!(
+        opened <= BURST / 20,
+        "{opened} of {BURST} requests in the second burst opened a new upstream connection"
+    );
 }
