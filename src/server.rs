@@ -192,13 +192,14 @@ fn raise_fd_limit(max_connections: usize) {
         }
         limit.rlim_cur
     };
-    // Listeners, backends and logs take some descriptors beside the clients.
-    let needed = max_connections as u64 + 100;
+    // Each client connection may have a backend connection in use or pooled beside it;
+    // listeners and logs take a few more.
+    let needed = 2 * max_connections as u64 + 100;
     if soft < needed {
         log::warn!(
             "the open-file limit is {soft}, below the {needed} that server.max_connections \
-             ({max_connections}) needs; raise it (LimitNOFILE= in systemd, ulimit -n) or \
-             lower max_connections"
+             ({max_connections}) needs, a client and a backend connection each; raise it \
+             (LimitNOFILE= in systemd, ulimit -n) or lower max_connections"
         );
     }
 }
