@@ -41,7 +41,7 @@ pub fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Re
             }
         }
         // Writing to a String cannot fail.
-        let _ = write!(chain, "{}", client.peer.to_canonical());
+        let _ = write!(chain, "{}", client.peer);
         req.insert_header("x-forwarded-for", chain)?;
     } else {
         req.insert_header("x-forwarded-for", ip_value(client.peer))?;
@@ -56,7 +56,7 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
     // The longest text of an address, an IPv6 one with an embedded IPv4 part, is 45 bytes.
     let mut text = [0u8; 45];
     let mut cursor = std::io::Cursor::new(&mut text[..]);
-    let len = match write!(cursor, "{}", ip.to_canonical()) {
+    let len = match write!(cursor, "{ip}") {
         Ok(()) => cursor.position() as usize,
         Err(_) => 0,
     };

@@ -9,7 +9,8 @@ use crate::config::values::Cidr;
 use http::HeaderValue;
 use std::net::IpAddr;
 
-/// The client of a request, as far as the proxy can tell.
+/// The client of a request, as far as the proxy can tell. Both addresses are in canonical
+/// form (an IPv4-mapped IPv6 address is its IPv4 address), as [`Client::identify`] makes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
     /// The address of the connection's other end.
