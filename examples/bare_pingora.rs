@@ -1,7 +1,7 @@
 //! The floor that bench/run.sh measures edgeproxy against: a Pingora proxy that does nothing
 //! but pick a backend round robin, with edgeproxy's runtime settings (one thread, no work
-//! stealing, 16,384 idle upstream connections, 16 KiB client read buffers, jemalloc with the
-//! same options) and none of its features. The gap between the two is what edgeproxy's own
+//! stealing, four accept tasks, 16,384 idle upstream connections, 16 KiB client read
+//! buffers, jemalloc with the same options) and none of its features. The gap between the two is what edgeproxy's own
 //! work costs; the gap between this and nginx is Pingora's.
 //!
 //!     cargo run --release --example bare_pingora -- 127.0.0.1:8080 127.0.0.1:9001 127.0.0.1:9002
@@ -57,6 +57,7 @@ fn main() {
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
+        listener_tasks_per_fd: 4,
         // What edgeproxy keeps with its default `max_connections` on one thread.
         upstream_keepalive_pool_size: 16384,
         // bench/run.sh stops it with SIGTERM between scenarios: no draining wanted.

@@ -29,6 +29,14 @@ use std::sync::Arc;
 /// bodies, and is paid by every open connection; HAProxy's buffers are 16 KiB too.
 const DOWNSTREAM_READ_BUFFER: usize = 16 * 1024;
 
+/// Tasks accepting on each listening socket. One task accepts a bounded batch per turn and
+/// then waits behind every connection ready to run: a burst of thousands of new clients
+/// overflows the kernel's accept queue, and the clients it drops wait for their SYN
+/// retransmission. With one task, the first retransmission (after 1 s) often found the
+/// queue still full and the second (after 3 s) set the p99; with four, no run did
+/// (bench/README.md).
+const ACCEPT_TASKS_PER_LISTENER: usize = 4;
+
 /// Runs the proxy with `config`, read from `path`, until a signal stops it; SIGHUP reloads
 /// `path`. With `upgrade`, the listening sockets are taken over from the running edgeproxy
 /// instead of bound. Returns an error, before anything starts, when a listening address
@@ -62,6 +70,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         grace_period_seconds: Some(settings.grace_period.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         work_stealing: false,
+        listener_tasks_per_fd: ACCEPT_TASKS_PER_LISTENER,
         upstream_keepalive_pool_size: upstream_keepalive_per_thread(&settings),
         upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
