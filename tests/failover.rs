@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{client, free_port, instance, metric, Backend, Proxy, RawBackend};
+use common::{client, free_port, instance, metric, raw_status, Backend, Proxy, RawBackend};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn up_gauge(backend: &str) -> String {
@@ -327,4 +329,76 @@ async fn when_all_down_try_all_still_tries_the_servers() {
         "the check says down, the server still answers"
     );
     assert_eq!(instance(&resp), "a");
+}
+
+/// A connection the proxy cannot open because it has no file descriptor left is this host's
+/// failure, not the server's: that request gets 502, and the server stays in.
+#[tokio::test]
+async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
+    const LIMIT: usize = 64;
+    let backend = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start_with_fd_limit(
+        &upstream(
+            metrics_port,
+            "retries: 0",
+            &[format!(
+                "{{ addr: \"{}\", id: one, max_fails: 1, fail_timeout: 60s }}",
+                backend.addr()
+            )],
+        ),
+        LIMIT as u64,
+    );
+    let fd_dir = format!("/proc/{}/fd", proxy.child.pid());
+    // Descriptors a new one could take: those numbered below the limit (one inherited from
+    // the test runner may sit above it).
+    let open_fds = || {
+        std::fs::read_dir(&fd_dir)
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
+            .filter(|fd| *fd < LIMIT)
+            .count()
+    };
+    // The readiness probe's connection may still be closing: start from a settled count.
+    let mut settled = open_fds();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = open_fds();
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+    // Idle clients take the free descriptors one by one, each accepted before the next
+    // connects, until the last one is taken by the client that sends a request.
+    let mut clients = Vec::new();
+    while settled + clients.len() < LIMIT {
+        clients.push(TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
+        let connected = Instant::now();
+        while open_fds() < settled + clients.len() {
+            assert!(
+                connected.elapsed() < Duration::from_secs(5),
+                "connection not accepted"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut last = clients.pop().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    last.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = last.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), Some(502), "{answer}");
+
+    drop(clients);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(instance(&resp), "one");
+    let failures = format!(
+        "edgeproxy_upstream_failures_total{{backend=\"{}\",reason=\"connect\",upstream=\"app\"}}",
+        backend.addr()
+    );
+    assert_eq!(metric(metrics_port, &failures).await, Some(0.0));
 }

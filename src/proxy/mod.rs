@@ -301,6 +301,15 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        // Pingora reports a socket this host could not create or bind (file descriptors or
+        // local ports used up) as InternalError. That is no fault of the server: counting it
+        // would take healthy servers out for fail_timeout just when the host is busiest, and
+        // another server would meet the same shortage. nginx answers it without marking the
+        // server either.
+        if e.etype() == &ErrorType::InternalError {
+            e.set_retry(false);
+            return e;
+        }
         if let (Some(pool), Some(server)) = (ctx.pool(), ctx.server) {
             let reason = match e.etype() {
                 ErrorType::ConnectTimedout => FailureReason::Timeout,

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -171,9 +172,19 @@ impl Proxy {
     /// Starts edgeproxy with `body` (the config without the `server:` section) and waits until
     /// it answers HTTP. `server` holds extra `server:` keys, one per line.
     pub fn start_with(server: &str, body: &str) -> Proxy {
+        Self::start_limited(server, body, None)
+    }
+
+    /// Starts edgeproxy like [`Proxy::start`], its open-file limit (soft and hard, so that it
+    /// cannot raise it) set to `limit`.
+    pub fn start_with_fd_limit(body: &str, limit: u64) -> Proxy {
+        Self::start_limited("", body, Some(limit))
+    }
+
+    fn start_limited(server: &str, body: &str, fd_limit: Option<u64>) -> Proxy {
         let port = free_port();
         let head = format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n{server}\n");
-        let mut proxy = Self::start_config(port, &format!("{head}{body}"));
+        let mut proxy = Self::launch(port, &format!("{head}{body}"), fd_limit);
         proxy.head = head;
         proxy
     }
@@ -185,19 +196,40 @@ impl Proxy {
 
     /// Starts edgeproxy with a complete config that listens on `port`.
     pub fn start_config(port: u16, config: &str) -> Proxy {
+        Self::launch(port, config, None)
+    }
+
+    fn launch(port: u16, config: &str, fd_limit: Option<u64>) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("edgeproxy.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let log = File::create(dir.path().join("stderr.log")).expect("log file");
         let access_log = File::create(dir.path().join("stdout.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgeproxy"));
+        command
             .arg("-c")
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .stdout(access_log)
-            .stderr(log)
-            .spawn()
-            .expect("edgeproxy starts");
+            .stderr(log);
+        if let Some(limit) = fd_limit {
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads the struct, which was
+            // built before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command.spawn().expect("edgeproxy starts");
         let mut child = ChildGuard(child);
         // The default health path is answered locally, so probing it takes no balancing turn.
         // Any answer will do: a test may move the health path and proxy this one to a dead
