@@ -359,6 +359,13 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
             .filter(|fd| *fd < LIMIT)
             .count()
     };
+    let wait_fds = |done: &dyn Fn(usize) -> bool, what: &str| {
+        let started = Instant::now();
+        while !done(open_fds()) {
+            assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
     // The readiness probe's connection may still be closing: start from a settled count.
     let mut settled = open_fds();
     loop {
@@ -374,14 +381,8 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
     let mut clients = Vec::new();
     while settled + clients.len() < LIMIT {
         clients.push(TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
-        let connected = Instant::now();
-        while open_fds() < settled + clients.len() {
-            assert!(
-                connected.elapsed() < Duration::from_secs(5),
-                "connection not accepted"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let accepted = settled + clients.len();
+        wait_fds(&|open| open >= accepted, "connection not accepted");
     }
     let mut last = clients.pop().unwrap();
     last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -393,6 +394,7 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
     assert_eq!(raw_status(&answer), Some(502), "{answer}");
 
     drop(clients);
+    wait_fds(&|open| open <= settled, "idle clients not closed");
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(instance(&resp), "one");
