@@ -331,6 +331,25 @@ async fn when_all_down_try_all_still_tries_the_servers() {
     assert_eq!(instance(&resp), "a");
 }
 
+/// The descriptors of process `pid` numbered below `limit`, those a new one could take (one
+/// inherited from the test runner may sit above it).
+fn fds_below(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .filter(|fd| *fd < limit)
+        .count()
+}
+
+/// Waits until the count of [`fds_below`] satisfies `done`, failing with `what` after 5 s.
+fn wait_fds(pid: u32, limit: usize, done: &dyn Fn(usize) -> bool, what: &str) {
+    let started = Instant::now();
+    while !done(fds_below(pid, limit)) {
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A connection the proxy cannot open because it has no file descriptor left is this host's
 /// failure, not the server's: that request gets 502, and the server stays in.
 #[tokio::test]
@@ -349,28 +368,12 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
         ),
         LIMIT as u64,
     );
-    let fd_dir = format!("/proc/{}/fd", proxy.child.pid());
-    // Descriptors a new one could take: those numbered below the limit (one inherited from
-    // the test runner may sit above it).
-    let open_fds = || {
-        std::fs::read_dir(&fd_dir)
-            .unwrap()
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
-            .filter(|fd| *fd < LIMIT)
-            .count()
-    };
-    let wait_fds = |done: &dyn Fn(usize) -> bool, what: &str| {
-        let started = Instant::now();
-        while !done(open_fds()) {
-            assert!(started.elapsed() < Duration::from_secs(5), "{what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let pid = proxy.child.pid();
     // The readiness probe's connection may still be closing: start from a settled count.
-    let mut settled = open_fds();
+    let mut settled = fds_below(pid, LIMIT);
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        let now = open_fds();
+        let now = fds_below(pid, LIMIT);
         if now == settled {
             break;
         }
@@ -382,7 +385,12 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
     while settled + clients.len() < LIMIT {
         clients.push(TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
         let accepted = settled + clients.len();
-        wait_fds(&|open| open >= accepted, "connection not accepted");
+        wait_fds(
+            pid,
+            LIMIT,
+            &|open| open >= accepted,
+            "connection not accepted",
+        );
     }
     let mut last = clients.pop().unwrap();
     last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -394,7 +402,12 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
     assert_eq!(raw_status(&answer), Some(502), "{answer}");
 
     drop(clients);
-    wait_fds(&|open| open <= settled, "idle clients not closed");
+    wait_fds(
+        pid,
+        LIMIT,
+        &|open| open <= settled,
+        "idle clients not closed",
+    );
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(instance(&resp), "one");
@@ -403,4 +416,63 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
         backend.addr()
     );
     assert_eq!(metric(metrics_port, &failures).await, Some(0.0));
+}
+
+/// A probe that cannot leave this host, for want of a file descriptor, neither takes the
+/// server down nor counts as a failed check.
+#[tokio::test]
+async fn probes_the_proxy_cannot_send_leave_the_server_up() {
+    const LIMIT: usize = 64;
+    let backend = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start_with_fd_limit(
+        &upstream(
+            metrics_port,
+            // Down after two failed probes, and slow to come back, so that a server taken
+            // down while the descriptors were gone would still be down when looked at.
+            "health_check: { type: http, path: /health, interval: 100ms, timeout: 1s, fall: 2, rise: 50 }",
+            &[format!("{{ addr: \"{}\", id: one }}", backend.addr())],
+        ),
+        LIMIT as u64,
+    );
+    let pid = proxy.child.pid();
+    let checks_ok = format!(
+        "edgeproxy_health_checks_total{{backend=\"{}\",result=\"ok\",upstream=\"app\"}}",
+        backend.addr()
+    );
+    let started = Instant::now();
+    while metric(metrics_port, &checks_ok).await.unwrap_or(0.0) < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no probe passed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // More idle clients than descriptors: the proxy takes them until it has none left.
+    let clients: Vec<_> = (0..LIMIT)
+        .map(|_| TcpStream::connect(("127.0.0.1", proxy.port)).unwrap())
+        .collect();
+    wait_fds(pid, LIMIT, &|open| open >= LIMIT, "descriptors not used up");
+    // Once no descriptor is left, none comes back while the clients stay: wait for the first
+    // probe that could not be sent, then three more intervals, more than `fall`.
+    let started = Instant::now();
+    while !proxy
+        .log()
+        .contains("not checked, this host could not open a socket")
+    {
+        let log = proxy.log();
+        assert!(started.elapsed() < Duration::from_secs(5), "{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(clients);
+    assert_eq!(
+        metric(metrics_port, &up_gauge(&backend.addr())).await,
+        Some(1.0)
+    );
+    let failed = checks_ok.replace("result=\"ok\"", "result=\"fail\"");
+    assert_eq!(metric(metrics_port, &failed).await, Some(0.0));
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
 }

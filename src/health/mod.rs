@@ -9,6 +9,7 @@ use crate::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use probe::Failed;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -62,7 +63,24 @@ async fn check_server(snapshot: Arc<Snapshot>, pool_index: usize, server: usize)
     };
     let address = pool.address(server);
     let server = &pool.servers()[server];
-    let result = probe::run(&check.probe, address, &server.config.addr, check.timeout).await;
+    let result = match probe::run(&check.probe, address, &server.config.addr, check.timeout).await {
+        Ok(()) => Ok(()),
+        Err(Failed::Server(why)) => Err(why),
+        Err(Failed::Local(why)) => {
+            // Nothing reached the server: counting this would take healthy servers down
+            // whenever this host runs short, so their state stays as it was.
+            log::warn!(
+                "upstream {}: server {} not checked, this host could not open a socket: {why}",
+                pool.name(),
+                server.config.addr
+            );
+            server
+                .state
+                .health
+                .set_last_probe(&Err(format!("not sent: {why}")));
+            return;
+        }
+    };
     if result.is_ok() {
         server.metrics.checks_ok.inc();
     } else {

@@ -9,23 +9,52 @@ use tokio::net::TcpStream;
 /// The longest status line read from a server.
 const MAX_STATUS_LINE: usize = 1024;
 
-/// Probes `addr`; `Err` says why it failed, for the log.
+/// Why a probe did not pass, for the log.
+pub enum Failed {
+    /// The server refused, did not answer in time, or answered wrongly.
+    Server(String),
+    /// This host could not open a socket for the probe (file descriptors, memory or local
+    /// ports used up), so it says nothing about the server.
+    Local(String),
+}
+
+/// Probes `addr`.
 pub async fn run(
     probe: &Probe,
     addr: SocketAddr,
     default_host: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     match tokio::time::timeout(timeout, attempt(probe, addr, default_host)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) => Err(Failed::Server(format!("no answer within {timeout:?}"))),
     }
 }
 
-async fn attempt(probe: &Probe, addr: SocketAddr, default_host: &str) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
+async fn attempt(probe: &Probe, addr: SocketAddr, default_host: &str) -> Result<(), Failed> {
+    let stream = TcpStream::connect(addr).await.map_err(connect_failed)?;
+    exchange(probe, stream, default_host)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(Failed::Server)
+}
+
+fn connect_failed(e: std::io::Error) -> Failed {
+    let why = format!("connect: {e}");
+    let local = e.kind() == std::io::ErrorKind::AddrNotAvailable
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+    if local {
+        Failed::Local(why)
+    } else {
+        Failed::Server(why)
+    }
+}
+
+/// Sends an HTTP probe's request on `stream` and judges the answer; a TCP probe has passed
+/// once connected.
+async fn exchange(probe: &Probe, mut stream: TcpStream, default_host: &str) -> Result<(), String> {
     let Probe::Http {
         path,
         host,
@@ -101,5 +130,24 @@ mod tests {
         );
         assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status(b"HTTP/1.1 abc\r\n"), None);
+    }
+
+    #[test]
+    fn only_a_socket_this_host_cannot_open_is_local() {
+        let local = |errno| {
+            let failed = connect_failed(std::io::Error::from_raw_os_error(errno));
+            matches!(failed, Failed::Local(_))
+        };
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::EADDRNOTAVAIL,
+        ] {
+            assert!(local(errno), "errno {errno}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH] {
+            assert!(!local(errno), "errno {errno}");
+        }
     }
 }
