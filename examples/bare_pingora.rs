@@ -70,7 +70,7 @@ fn main() {
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, Bare(Arc::new(balancer)));
     proxy.add_listener(
-        ListenerConfig::tcp(listen.clone()).l4_buffer(L4BufferSettings::default().read(16 * 1024)),
+        ListenerConfig::tcp(listen.clone()).l4_buffer(L4BufferSettings::default().read(0)),
     );
     server.add_service(proxy);
     server.run_forever();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building edgeproxy needs on Debian/Ubuntu: a C compiler and cmake (Pingora's
-# zlib-ng and zstd are C libraries built from source). With --test, also what checking
+# zlib-ng and zstd are C libraries built from source) and patch, then prepares the patched
+# Pingora sources (scripts/patch-pingora.sh). With --test, also what checking
 # deploy/ needs: shellcheck, docker-compose and systemd-analyze from Debian, and the
 # python-hcl2 parser in a virtualenv under target/tools. Safe to run again.
 set -euo pipefail
@@ -13,6 +14,7 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 if $test_tools; then
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
@@ -36,3 +38,4 @@ if $test_tools && ! target/tools/venv/bin/python3 -c 'import hcl2' 2>/dev/null; 
   python3 -m venv target/tools/venv
   target/tools/venv/bin/pip install -q 'python-hcl2>=7,<9'
 fi
+scripts/patch-pingora.sh

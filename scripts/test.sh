@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of edgeproxy: formatting, clippy, unit and integration tests,
-# then the offline validation of deploy/. Installs the prerequisites first.
+# Pingora's own tests of the patched modules, then the offline validation of deploy/.
+# Installs the prerequisites and prepares the patched Pingora sources first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+scripts/test-pingora.sh
 deploy/validate.sh

@@ -66,7 +66,7 @@ if [ -n "$tarball" ]; then
     binary=$(find "$workdir" -type f -name edgeproxy -perm -u+x | head -n 1)
     [ -n "$binary" ] || die "$tarball holds no executable named edgeproxy"
 fi
-[ -x "$binary" ] || die "no edgeproxy binary at $binary; build it with 'cargo build --release' or give --binary/--tarball"
+[ -x "$binary" ] || die "no edgeproxy binary at $binary; build it with 'scripts/setup.sh && cargo build --release' or give --binary/--tarball"
 "$binary" --version >/dev/null || die "$binary does not run on this host"
 
 bin_dir="$destdir/usr/local/bin"

@@ -14,12 +14,12 @@ ref="${EDGEPROXY_GIT_REF:-main}"
 src=/opt/edgeproxy/src
 
 if command -v dnf >/dev/null; then
-    dnf install -y git gcc gcc-c++ make cmake tar gzip
+    dnf install -y git gcc gcc-c++ make cmake patch tar gzip
     command -v aws >/dev/null || dnf install -y awscli
 else
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y git build-essential cmake curl ca-certificates tar
+    apt-get install -y git build-essential cmake patch curl ca-certificates tar
     command -v aws >/dev/null || snap install aws-cli --classic
 fi
 
@@ -33,7 +33,9 @@ if [ -n "${EDGEPROXY_TARBALL_URL:-}" ]; then
 else
     export HOME=/root CARGO_HOME=/opt/edgeproxy/cargo RUSTUP_HOME=/opt/edgeproxy/rustup
     curl -fsSL https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path
-    (cd "$src" && "$CARGO_HOME/bin/cargo" build --release --locked --bin edgeproxy)
+    export PATH="$CARGO_HOME/bin:$PATH"
+    # Pingora's sources with edgeproxy's patches (patches/pingora/), which the build points at.
+    (cd "$src" && scripts/patch-pingora.sh && cargo build --release --locked --bin edgeproxy)
     install_args+=(--binary "$src/target/release/edgeproxy")
 fi
 
