@@ -11,6 +11,8 @@
 #
 #   bench/run.sh [ROUNDS] [SECONDS]          defaults: 3 rounds of 5 s per wrk run
 #   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse
+#   BASELINE=FILE bench/run.sh               also run FILE, an earlier edgeproxy build, with
+#                                            the same config in the same rounds (A/B)
 #
 # Scenarios: small (GET /, keep-alive, 32 connections), many (10,000 concurrent
 # connections), big (1 MiB responses, 8 connections), close (a new connection per request,
@@ -22,6 +24,11 @@ rounds=${1:-3}
 seconds=${2:-5}
 scenarios=${SCENARIOS:-small many big close sse}
 proxies=(edgeproxy nginx haproxy pingora)
+baseline=${BASELINE:-}
+if [ -n "$baseline" ]; then
+  [ -x "$baseline" ] || { echo "bench: BASELINE=$baseline is not an executable" >&2; exit 2; }
+  proxies+=(baseline)
+fi
 
 scripts/setup.sh
 missing=()
@@ -50,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 
 declare -A port=([b1]=18201 [b2]=18202 [sse]=18203 [edgeproxy]=18210 [nginx]=18211
-  [haproxy]=18212 [metrics]=18213 [pingora]=18214)
+  [haproxy]=18212 [metrics]=18213 [pingora]=18214 [baseline]=18215 [baseline_metrics]=18216)
 for p in "${port[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "bench: port $p on 127.0.0.1 is in use; stop what listens there" >&2
@@ -64,6 +71,10 @@ render() {
     -e "s|@PORT_METRICS@|${port[metrics]}|g" "bench/conf/$1" >"$work/$1"
 }
 for conf in backend-nginx.conf nginx.conf haproxy.cfg edgeproxy.yaml; do render "$conf"; done
+# The baseline build runs edgeproxy's config on ports of its own.
+sed -e "s|127.0.0.1:${port[edgeproxy]}|127.0.0.1:${port[baseline]}|" \
+  -e "s|127.0.0.1:${port[metrics]}|127.0.0.1:${port[baseline_metrics]}|" \
+  "$work/edgeproxy.yaml" >"$work/baseline.yaml"
 head -c 1048576 /dev/urandom >"$work/1m.bin"
 
 # Waits until each named server answers GET /.
@@ -99,6 +110,11 @@ start_proxies() {
     "127.0.0.1:${port[b2]}" 2>>"$work/pingora.log" &
   pid[pingora]=$!
   proxy_pids=("$nginx_master" "${pid[haproxy]}" "${pid[edgeproxy]}" "${pid[pingora]}")
+  if [ -n "$baseline" ]; then
+    RUST_LOG=warn "$baseline" -c "$work/baseline.yaml" 2>>"$work/baseline.log" &
+    pid[baseline]=$!
+    proxy_pids+=("${pid[baseline]}")
+  fi
   pids+=("${proxy_pids[@]}")
   wait_up "${proxies[@]}"
   # nginx's master only hands connections to its worker: the worker is what is measured.

@@ -3,7 +3,8 @@
     python3 bench/summarize.py RESULTS.tsv
 
 Per scenario: the median of each figure per proxy, then edgeproxy's ratio to nginx, to
-HAProxy and to bare Pingora, and bare Pingora's to nginx, as min / median / max over rounds
+HAProxy, to bare Pingora and to the baseline build (when bench/run.sh had BASELINE), and bare
+Pingora's to nginx, as min / median / max over rounds
 (each ratio taken within one round, so that the machine's drift between rounds cancels out).
 """
 
@@ -12,14 +13,21 @@ import statistics
 import sys
 from collections import defaultdict
 
-PROXIES = ("edgeproxy", "nginx", "haproxy", "pingora")
-NAMES = {"edgeproxy": "edgeproxy", "nginx": "nginx", "haproxy": "HAProxy", "pingora": "bare Pingora"}
+PROXIES = ("edgeproxy", "nginx", "haproxy", "pingora", "baseline")
+NAMES = {
+    "edgeproxy": "edgeproxy",
+    "nginx": "nginx",
+    "haproxy": "HAProxy",
+    "pingora": "bare Pingora",
+    "baseline": "edgeproxy before",
+}
 # (numerator, denominator) of the ratio rows.
 PAIRS = (
     ("edgeproxy", "nginx"),
     ("edgeproxy", "haproxy"),
     ("edgeproxy", "pingora"),
     ("pingora", "nginx"),
+    ("edgeproxy", "baseline"),
 )
 
 # (column, heading, format) of the load scenarios' tables.

@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR=target/pingora-tests
 
 # name of the crate, then the test-name filters of the modules its patches touch
 suites=(
-  "pingora-core apps:: services::listening protocols::http::v1::body"
+  "pingora-core apps:: services::listening protocols::http::v1:: connectors::reuse_tests"
   "pingora-proxy tests::"
 )
 for suite in "${suites[@]}"; do

@@ -13,17 +13,18 @@ use tokio::net::TcpStream;
 /// Connections or streams held at once.
 const HELD: usize = 2_000;
 
-// Measured at the budgets' last change (debug build, as the tests run it): 14.1 KiB, 16.6 KiB
-// and 48.4 KiB. Before Pingora's patches 0001 and 0002 an idle connection took 41 KiB.
+// Measured at the budgets' last change (debug build, as the tests run it): 14.0 KiB, 16.3 KiB
+// and 35.5 KiB. Before Pingora's patches (patches/pingora/) an idle connection took 41 KiB and
+// an open event stream 65 KiB.
 
 /// Idle keep-alive connection after a request the proxy answered itself (nginx: under 1 KiB).
 const IDLE_LOCAL_BUDGET: u64 = 28 << 10;
 /// Idle keep-alive connection after a proxied request, with its pooled upstream connection
 /// (nginx: about 5 KiB).
-const IDLE_PROXIED_BUDGET: u64 = 34 << 10;
+const IDLE_PROXIED_BUDGET: u64 = 33 << 10;
 /// Open event stream: client connection, upstream connection and the request in flight
 /// (nginx: 18 KiB).
-const STREAM_BUDGET: u64 = 96 << 10;
+const STREAM_BUDGET: u64 = 72 << 10;
 
 fn config(backend: &Backend) -> String {
     format!(
