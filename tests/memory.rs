@@ -40,27 +40,15 @@ routes:
     )
 }
 
-/// The proxy's resident memory now, in bytes.
-fn rss(proxy: &Proxy) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.child.pid()))
-        .expect("the proxy's /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS in /proc status")
-        * 1024
-}
-
 /// Waits until the proxy's memory stops moving (three equal readings 100 ms apart, 10 s at
 /// most: a pooled connection is released a moment after its response) and returns it.
 fn settled_rss(proxy: &Proxy) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = rss(proxy);
+    let mut last = proxy.rss();
     let mut same = 0;
     while same < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        let now = rss(proxy);
+        let now = proxy.rss();
         same = if now == last { same + 1 } else { 0 };
         last = now;
     }

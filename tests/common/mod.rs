@@ -283,13 +283,23 @@ impl Proxy {
 
     /// The proxy's peak resident memory so far, in bytes (VmHWM).
     pub fn peak_rss(&self) -> u64 {
+        self.memory("VmHWM")
+    }
+
+    /// The proxy's resident memory now, in bytes (VmRSS).
+    pub fn rss(&self) -> u64 {
+        self.memory("VmRSS")
+    }
+
+    /// A memory figure of the proxy's `/proc/PID/status`, in bytes.
+    fn memory(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.pid()))
             .expect("proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmHWM")
+            .unwrap_or_else(|| panic!("{key} in /proc status"))
             * 1024
     }
 
