@@ -69,8 +69,10 @@ async fn ten_thousand_open_connections_leave_room_for_traffic() {
 async fn a_burst_of_requests_leaves_its_upstream_connections_pooled() {
     // Each request holds a client connection and an upstream one in the proxy.
     raise_fd_limit(BURST as u64 * 4 + 1000);
-    // Slow answers, so that every request of a burst needs an upstream connection of its own.
-    let backend = Backend::start_with("1", &["--delay", "2s"]);
+    // Slow answers, so that every request of a burst needs an upstream connection of its own:
+    // 4 s, because a shared machine at half speed took longer than 2 s to send a burst, whose
+    // first requests were then answered, and their connections reused, before its last left.
+    let backend = Backend::start_with("1", &["--delay", "4s"]);
     let proxy = Proxy::start(&format!(
         "{}routes:\n  - {{ path: /, upstream: app }}\n",
         upstream(&[&backend], &[1])

@@ -70,10 +70,11 @@ impl Drop for ChildGuard {
 }
 
 /// Sends a GET with `Connection: close` over a plain socket and returns the status code, or
-/// None if nothing answered. Used only to wait for readiness.
+/// None if nothing answered within 5 s (more than any backend `--delay` a test uses). Used only
+/// to wait for readiness.
 pub fn probe_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
