@@ -78,7 +78,7 @@ async fn a_bad_file_changes_nothing_and_is_reported_like_check() {
     assert!(
         proxy
             .log()
-            .contains("upstreams.app.servers[0]: invalid weight 0"),
+            .contains("upstreams.app.servers[0].weight: invalid weight 0"),
         "the message check gives"
     );
     let resp = client().get(proxy.url("/")).send().await.unwrap();

@@ -50,8 +50,8 @@ impl ConfigError {
         }
         // serde_yaml prefixes the key path as "a.b[1].c: "; keep it as the key.
         let (key, message) = match split_key_prefix(&message) {
-            Some((key, rest)) => (Some(key.to_string()), rest.to_string()),
-            None => (None, message),
+            Some((key, rest)) => (Some(key.to_string()), plain_words(rest)),
+            None => (None, plain_words(&message)),
         };
         Self {
             file: file.to_path_buf(),
@@ -59,6 +59,19 @@ impl ConfigError {
             key,
             message,
         }
+    }
+
+    /// Adds how to fix the YAML syntax errors that do not say it themselves, looking at the
+    /// line of `text` the error points at.
+    pub fn with_syntax_hint(mut self, text: &str) -> Self {
+        let line = self
+            .line_col
+            .and_then(|(line, _)| text.lines().nth(line.saturating_sub(1)));
+        if line.is_some_and(|l| l.contains('\t')) {
+            self.message
+                .push_str("; this line holds a tab: YAML indents with spaces only");
+        }
+        self
     }
 
     /// The key path the error is about, if known.
@@ -70,6 +83,41 @@ impl ConfigError {
     pub fn message(&self) -> &str {
         &self.message
     }
+}
+
+/// Says in the config's words what serde says in Rust's: `expected usize` and
+/// `expected struct FileServer` mean nothing to someone writing YAML.
+fn plain_words(message: &str) -> String {
+    const TYPES: &[(&str, &str)] = &[
+        ("usize", "a whole number"),
+        ("u64", "a whole number"),
+        ("u32", "a whole number"),
+        ("u16", "a whole number"),
+        ("u8", "a whole number"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("f64", "a number"),
+        ("a boolean", "true or false"),
+        (
+            "a sequence",
+            "a list, such as [a, b] or one `- item` per line",
+        ),
+        ("a map", "a block of `key: value` settings"),
+    ];
+    let Some((before, expected)) = message.split_once("expected ") else {
+        return message.to_string();
+    };
+    let (what, after) = expected
+        .find([',', ';'])
+        .map_or((expected, ""), |end| expected.split_at(end));
+    let plain = if what.starts_with("struct ") {
+        "a block of `key: value` settings"
+    } else if let Some((_, words)) = TYPES.iter().find(|(rust, _)| *rust == what) {
+        words
+    } else {
+        return message.to_string();
+    };
+    format!("{before}expected {plain}{after}")
 }
 
 /// Splits `servers[1].weight: invalid ...` into the key path and the rest, if the text

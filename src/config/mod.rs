@@ -407,8 +407,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 /// [`parse`], choosing whether host names are looked up.
 pub fn parse_with(path: &Path, text: &str, names: NameLookup) -> Result<Config, ConfigError> {
-    let file: file::FileConfig =
-        serde_yaml::from_str(text).map_err(|e| ConfigError::from_yaml(path, &e))?;
+    let file: file::FileConfig = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::from_yaml(path, &e).with_syntax_hint(text))?;
     validate::validate(file, names).map_err(|e| e.in_file(path))
 }
 

@@ -12,11 +12,18 @@ fn parse_err(yaml: &str) -> ConfigError {
 }
 
 /// Asserts the error names `key` (as the key path or in the message) and says `what`.
+/// Asserts that `yaml` is refused with an error at `key`, the whole key path or its end
+/// (`servers[0].weight` for `upstreams.app.servers[0].weight`), or at `test.yaml` for the
+/// file as a whole, saying `what`.
 fn assert_err(yaml: &str, key: &str, what: &str) {
     let err = parse_err(yaml);
     let text = err.to_string();
     assert!(text.starts_with("test.yaml"), "no file name: {text}");
-    assert!(text.contains(key), "error does not name `{key}`: {text}");
+    let at_key = match err.key() {
+        None => key == "test.yaml",
+        Some(found) => found == key || found.ends_with(&format!(".{key}")),
+    };
+    assert!(at_key, "error is not at `{key}`: {text}");
     assert!(text.contains(what), "error does not say `{what}`: {text}");
 }
 
@@ -115,8 +122,8 @@ routes:
 fn unknown_keys_are_rejected_at_every_level() {
     assert_err(
         &format!("servr: {{}}\n{MINIMAL}"),
-        "unknown field `servr`",
-        "expected one of",
+        "test.yaml",
+        "unknown field `servr`, expected one of",
     );
     assert_err(
         &format!("server: {{ listn: [] }}\n{MINIMAL}"),
@@ -154,34 +161,85 @@ fn yaml_errors_point_at_line_and_column() {
 }
 
 #[test]
+fn type_errors_speak_yaml_not_rust() {
+    for (yaml, expected) in [
+        ("server:\n  threads: many\n", "expected a whole number"),
+        (
+            "server: 8080\n",
+            "expected a block of `key: value` settings",
+        ),
+        ("server:\n  watch: sometimes\n", "expected true or false"),
+    ] {
+        let err = parse_err(&format!("{yaml}{MINIMAL}"));
+        assert!(err.message().contains(expected), "{yaml}: {err}");
+        for rust in ["usize", "struct", "File"] {
+            assert!(!err.message().contains(rust), "{yaml}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_tab_in_the_indentation_is_named() {
+    let err =
+        parse_err("upstreams:\n  app:\n\tservers: [ { addr: 127.0.0.1:8001 } ]\nroutes: []\n");
+    assert!(err.to_string().starts_with("test.yaml:3:"), "{err}");
+    assert!(
+        err.message().contains("YAML indents with spaces only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_point_at_their_own_key_and_line() {
+    // A block with several values of a kind: the error must name the one that is wrong.
+    let err = parse_err(
+        "server:\n  header_timeout: 10s\n  grace_period: 1.5s\n  body_timeout: 60s\nupstreams:\n  app:\n    servers: [ { addr: 127.0.0.1:8001 } ]\n    connect_timeout: 1s\n    read_timeout: 5\nroutes: [ { path: /, upstream: app } ]\n",
+    );
+    assert!(
+        err.to_string()
+            .starts_with("test.yaml:3:17: server.grace_period: "),
+        "{err}"
+    );
+    let err = parse_err(
+        "upstreams:\n  app:\n    servers: [ { addr: 127.0.0.1:8001 } ]\n    connect_timeout: 1s\n    read_timeout: 5\nroutes: [ { path: /, upstream: app } ]\n",
+    );
+    assert!(
+        err.to_string()
+            .starts_with("test.yaml:5:19: upstreams.app.read_timeout: "),
+        "{err}"
+    );
+    assert!(err.message().contains("missing unit"), "{err}");
+}
+
+#[test]
 fn bad_values_say_what_is_wrong() {
     let with_server = |server: &str| {
         format!("upstreams: {{ app: {{ servers: [ {server} ] }} }}\nroutes: [ {{ path: /, upstream: app }} ]")
     };
     assert_err(
         &with_server("{ addr: 127.0.0.1 }"),
-        "upstreams.app.servers[0]",
+        "upstreams.app.servers[0].addr",
         "missing port",
     );
     assert_err(
         &with_server("{ addr: '127.0.0.1:99999' }"),
-        "servers[0]",
+        "servers[0].addr",
         "1 to 65535",
     );
     assert_err(
         &with_server("{ addr: 127.0.0.1:1, weight: 0 }"),
-        "servers[0]",
+        "servers[0].weight",
         "invalid weight 0",
     );
     assert_err(
         &with_server("{ addr: 127.0.0.1:1, weight: 1001 }"),
-        "servers[0]",
+        "servers[0].weight",
         "1 to 1000",
     );
     assert_err(
         &with_server("{ addr: 127.0.0.1:1, weight: heavy }"),
-        "servers[0]",
-        "invalid type",
+        "servers[0].weight",
+        "invalid weight heavy: must be a whole number",
     );
     assert_err(
         &with_server("{ id: 1 }"),
@@ -215,12 +273,12 @@ fn bad_values_say_what_is_wrong() {
     };
     assert_err(
         &with_upstream("connect_timeout: 2"),
-        "upstreams.app",
+        "upstreams.app.connect_timeout",
         "missing unit",
     );
     assert_err(
         &with_upstream("read_timeout: 2 sec"),
-        "upstreams.app",
+        "upstreams.app.read_timeout",
         "unknown unit `sec`",
     );
     assert_err(
@@ -239,7 +297,7 @@ fn bad_values_say_what_is_wrong() {
 fn server_section_is_checked() {
     assert_err(
         &format!("server: {{ listen: ['localhost:80'] }}\n{MINIMAL}"),
-        "server.listen",
+        "server.listen[0]",
         "IP:port",
     );
     assert_err(
@@ -264,7 +322,7 @@ fn server_section_is_checked() {
     );
     assert_err(
         &format!("server: {{ grace_period: soon }}\n{MINIMAL}"),
-        "server",
+        "server.grace_period",
         "invalid duration `soon`",
     );
     assert_err(
@@ -368,7 +426,7 @@ fn hash_key_is_read_and_checked() {
     );
     assert_err(
         &with("    balance: ip_hash\n    hash_key: query:user\n"),
-        "upstreams.app",
+        "upstreams.app.hash_key",
         "invalid hash_key",
     );
 }
@@ -377,7 +435,7 @@ fn hash_key_is_read_and_checked() {
 fn listen_port_zero_is_rejected() {
     assert_err(
         &format!("server: {{ listen: ['127.0.0.1:0'] }}\n{MINIMAL}"),
-        "server.listen",
+        "server.listen[0]",
         "port 0",
     );
 }
@@ -488,7 +546,7 @@ fn health_and_failover_mistakes_are_reported() {
     );
     assert_err(
         &with("    health_check: { type: udp }\n"),
-        "upstreams.app.health_check",
+        "upstreams.app.health_check.type",
         "unknown variant `udp`",
     );
     assert_err(
@@ -524,7 +582,7 @@ fn health_and_failover_mistakes_are_reported() {
     assert_err(
         &with("    retries: -1\n"),
         "upstreams.app.retries",
-        "expected u32",
+        "expected a whole number",
     );
     let servers = |list: &str| {
         format!("upstreams: {{ app: {{ servers: [ {list} ] }} }}\nroutes: [ {{ path: /, upstream: app }} ]")
@@ -568,7 +626,7 @@ fn streaming_route_keys_are_read_and_checked() {
     );
     assert_err(
         &with_routes("{ path: /, upstream: app, sse: yes please }"),
-        "routes[0]",
+        "routes[0].sse",
         "invalid type",
     );
 }
@@ -588,7 +646,7 @@ fn cache_keys_are_read_and_checked() {
     );
     assert_err(
         &with("cache: { max_size: 64 }\n", ""),
-        "cache",
+        "cache.max_size",
         "missing unit",
     );
     assert_err(
@@ -636,7 +694,7 @@ fn access_log_keys_are_read_and_checked() {
     );
     assert_err(
         &with("access_log_format: main"),
-        "server",
+        "server.access_log_format",
         "unknown variant `main`",
     );
 }
@@ -654,7 +712,7 @@ fn pid_file_and_watch_are_read_and_checked() {
         "server.pid_file",
         "absolute path",
     );
-    assert_err(&with("watch: sometimes"), "server", "invalid type");
+    assert_err(&with("watch: sometimes"), "server.watch", "invalid type");
 }
 
 #[test]
@@ -683,7 +741,7 @@ fn http2_upstreams_are_read() {
     assert!(config.upstreams[0].http2);
     assert_err(
         &MINIMAL.replace("  app:\n", "  app:\n    http2: h2c\n"),
-        "upstreams.app",
+        "upstreams.app.http2",
         "invalid type",
     );
 }
@@ -826,12 +884,12 @@ fn client_keys_are_read_and_checked() {
     for (server, key, what) in [
         (
             "trusted_proxies: [10.0.0.1/8]",
-            "server.trusted_proxies",
+            "server.trusted_proxies[0]",
             "10.0.0.0/8",
         ),
         (
             "trusted_proxies: [alb]",
-            "server.trusted_proxies",
+            "server.trusted_proxies[0]",
             "not an IP",
         ),
         (
@@ -855,7 +913,7 @@ fn client_keys_are_read_and_checked() {
             "server.header_timeout",
             "positive duration",
         ),
-        ("body_timeout: 10", "test.yaml:2:3", "missing unit"),
+        ("body_timeout: 10", "server.body_timeout", "missing unit"),
         (
             "keepalive_timeout: 500ms",
             "server.keepalive_timeout",
@@ -874,7 +932,7 @@ fn client_keys_are_read_and_checked() {
         (
             "max_connections: -1",
             "server.max_connections",
-            "expected usize",
+            "expected a whole number",
         ),
     ] {
         assert_err(&format!("server:\n  {server}\n{MINIMAL}"), key, what);
@@ -913,7 +971,7 @@ fn route_limits_are_read_and_checked() {
     assert_eq!(config.routes[0].max_body, None);
     assert_eq!(config.routes[0].rate_limit.unwrap().burst, 50);
     for (keys, key, what) in [
-        ("max_body: 10", "test.yaml:7:5", "or none for no limit"),
+        ("max_body: 10", "routes[0].max_body", "or none for no limit"),
         (
             "rate_limit: { requests_per_second: 0 }",
             "routes[0].rate_limit.requests_per_second",
@@ -951,7 +1009,7 @@ fn metrics_default_to_loopback_and_read_allow() {
     assert!(config.metrics.unwrap().exposure_warning().is_some());
     assert_err(
         &format!("metrics: {{ allow: [10.0.0.1/8] }}\n{MINIMAL}"),
-        "metrics.allow",
+        "metrics.allow[0]",
         "10.0.0.0/8",
     );
 }

@@ -19,6 +19,18 @@ impl DurationValue {
     pub fn parse(text: &str) -> Result<Self, String> {
         const UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
         let hint = "write a whole number followed by ms, s, m or h, e.g. 150ms, 2s, 5m, 1h";
+        // As in nginx and HAProxy, a duration is one word: `2 s` is refused, not read as 2s.
+        if let Some((number, unit)) = text.trim().split_once(char::is_whitespace) {
+            let joined = format!("{number}{}", unit.trim());
+            // A unit that is wrong as well is the error to report, about the text as written.
+            scaled(&joined, "duration", UNITS, hint)
+                .map_err(|e| e.replace(&format!("`{joined}`"), &format!("`{}`", text.trim())))?;
+            return Err(format!(
+                "invalid duration `{}`: no space goes between the number and its unit; write \
+                 {joined}",
+                text.trim()
+            ));
+        }
         scaled(text, "duration", UNITS, hint).map(|ms| Self(Duration::from_millis(ms)))
     }
 }
@@ -38,6 +50,7 @@ fn scaled(text: &str, what: &str, units: &[(&str, u64)], hint: &str) -> Result<u
     if unit.is_empty() {
         return Err(format!("invalid {what} `{text}`: missing unit; {hint}"));
     }
+
     let scale = units
         .iter()
         .find(|(name, _)| *name == unit)
@@ -52,8 +65,7 @@ fn scaled(text: &str, what: &str, units: &[(&str, u64)], hint: &str) -> Result<u
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "a duration such as 2s")?;
-        Self::parse(&text).map_err(de::Error::custom)
+        scalar(deserializer, "a duration such as 2s", Self::parse)
     }
 }
 
@@ -81,8 +93,7 @@ impl ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "a size such as 64MiB")?;
-        Self::parse(&text).map_err(de::Error::custom)
+        scalar(deserializer, "a size such as 64MiB", Self::parse)
     }
 }
 
@@ -92,13 +103,14 @@ pub struct MaxBody(pub Option<u64>);
 
 impl<'de> Deserialize<'de> for MaxBody {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "a size such as 10MiB, or none")?;
-        if text.trim() == "none" {
-            return Ok(Self(None));
-        }
-        ByteSize::parse(&text)
-            .map(|size| Self(Some(size.0)))
-            .map_err(|e| de::Error::custom(format!("{e}, or none for no limit")))
+        scalar(deserializer, "a size such as 10MiB, or none", |text| {
+            if text.trim() == "none" {
+                return Ok(Self(None));
+            }
+            ByteSize::parse(text)
+                .map(|size| Self(Some(size.0)))
+                .map_err(|e| format!("{e}, or none for no limit"))
+        })
     }
 }
 
@@ -108,18 +120,19 @@ pub struct ListenAddr(pub SocketAddr);
 
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "an address such as 0.0.0.0:8080")?;
-        let addr: SocketAddr = text.trim().parse().map_err(|_| {
-            de::Error::custom(format!(
-                "invalid listen address `{text}`: write IP:port, e.g. 0.0.0.0:8080, 127.0.0.1:9091 or [::]:8080"
-            ))
-        })?;
-        if addr.port() == 0 {
-            return Err(de::Error::custom(format!(
-                "invalid listen address `{text}`: port 0 would listen on a random port; give a port number"
-            )));
-        }
-        Ok(Self(addr))
+        scalar(deserializer, "an address such as 0.0.0.0:8080", |text| {
+            let addr: SocketAddr = text.trim().parse().map_err(|_| {
+                format!(
+                    "invalid listen address `{text}`: write IP:port, e.g. 0.0.0.0:8080, 127.0.0.1:9091 or [::]:8080"
+                )
+            })?;
+            if addr.port() == 0 {
+                return Err(format!(
+                    "invalid listen address `{text}`: port 0 would listen on a random port; give a port number"
+                ));
+            }
+            Ok(Self(addr))
+        })
     }
 }
 
@@ -177,8 +190,9 @@ impl HostPort {
 
 impl<'de> Deserialize<'de> for HostPort {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "an address such as 127.0.0.1:8001")?;
-        Self::parse(text.trim()).map_err(de::Error::custom)
+        scalar(deserializer, "an address such as 127.0.0.1:8001", |text| {
+            Self::parse(text.trim())
+        })
     }
 }
 
@@ -194,14 +208,15 @@ impl Weight {
 
 impl<'de> Deserialize<'de> for Weight {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(deserializer)?;
-        match u16::try_from(n) {
-            Ok(w) if (1..=Self::MAX).contains(&w) => Ok(Self(w)),
-            _ => Err(de::Error::custom(format!(
-                "invalid weight {n}: must be a whole number from 1 to {}",
-                Self::MAX
-            ))),
-        }
+        scalar(deserializer, "a weight from 1 to 1000", |text| {
+            match text.trim().parse::<u16>() {
+                Ok(w) if (1..=Self::MAX).contains(&w) => Ok(Self(w)),
+                _ => Err(format!(
+                    "invalid weight {text}: must be a whole number from 1 to {}",
+                    Self::MAX
+                )),
+            }
+        })
     }
 }
 
@@ -236,8 +251,11 @@ impl HashKeyValue {
 
 impl<'de> Deserialize<'de> for HashKeyValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "client_ip, header:NAME or cookie:NAME")?;
-        Self::parse(text.trim()).map_err(de::Error::custom)
+        scalar(
+            deserializer,
+            "client_ip, header:NAME or cookie:NAME",
+            |text| Self::parse(text.trim()),
+        )
     }
 }
 
@@ -321,8 +339,11 @@ impl fmt::Display for Cidr {
 
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = scalar_string(deserializer, "an address range such as 10.0.0.0/8")?;
-        Self::parse(text.trim()).map_err(de::Error::custom)
+        scalar(
+            deserializer,
+            "an address range such as 10.0.0.0/8",
+            |text| Self::parse(text.trim()),
+        )
     }
 }
 
@@ -332,38 +353,48 @@ pub struct Label(pub String);
 
 impl<'de> Deserialize<'de> for Label {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        scalar_string(deserializer, "a string or a number").map(Self)
+        scalar(deserializer, "a string or a number", |text| {
+            Ok(Self(text.to_owned()))
+        })
     }
 }
 
-/// Reads a string, integer or float scalar as text.
-fn scalar_string<'de, D: Deserializer<'de>>(
-    deserializer: D,
-    expected: &'static str,
-) -> Result<String, D::Error> {
-    struct ScalarVisitor(&'static str);
+/// Reads a string, integer or float scalar as text and hands it to `parse`.
+///
+/// `parse` runs inside the visitor, while serde_yaml is still reading that scalar: an error
+/// raised there gets the scalar's own key path and line, where one raised once the scalar has
+/// been read is placed at the block that holds it.
+fn scalar<'de, D, T, F>(deserializer: D, expected: &'static str, parse: F) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    F: FnOnce(&str) -> Result<T, String>,
+{
+    struct ScalarVisitor<F> {
+        expected: &'static str,
+        parse: F,
+    }
 
-    impl Visitor<'_> for ScalarVisitor {
-        type Value = String;
+    impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for ScalarVisitor<F> {
+        type Value = T;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str(self.0)
+            f.write_str(self.expected)
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_string())
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.parse)(v).map_err(E::custom)
         }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            self.visit_str(&v.to_string())
         }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            self.visit_str(&v.to_string())
         }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-            Ok(v.to_string())
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            self.visit_str(&v.to_string())
         }
     }
 
-    deserializer.deserialize_any(ScalarVisitor(expected))
+    deserializer.deserialize_any(ScalarVisitor { expected, parse })
 }
 
 #[cfg(test)]
@@ -384,7 +415,11 @@ mod tests {
     fn bad_durations_say_how_to_fix() {
         for (input, expected) in [
             ("10", "missing unit"),
-            ("10 sec", "unknown unit"),
+            ("10 sec", "invalid duration `10 sec`: unknown unit `sec`"),
+            (
+                "2 s",
+                "no space goes between the number and its unit; write 2s",
+            ),
             ("s", "write a whole number"),
             ("-1s", "write a whole number"),
             ("1.5s", "unknown unit"),
