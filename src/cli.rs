@@ -5,7 +5,7 @@ use crate::access_log;
 use crate::config::{self, AccessLogTarget, Config, NameLookup};
 use crate::listeners;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Where the config is read from when `-c` is not given.
@@ -67,7 +67,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Check { offline: true }) => valid(&cli.config, &config),
         Some(Command::Check { offline: false }) => check(&cli.config, &config),
-        Some(Command::Reload) => match signal_reload(&config) {
+        Some(Command::Reload) => match signal_reload(&config, &cli.config) {
             Ok(pid) => {
                 println!(
                     "edgeproxy: {} is valid; asked process {pid} to reload",
@@ -138,6 +138,17 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
             failed = true;
         }
     }
+    if let Some(dir) = config.server.pid_file.as_deref().and_then(Path::parent) {
+        if !dir.is_dir() {
+            eprintln!(
+                "edgeproxy: error: {}: server.pid_file: directory {} does not exist, so the pid \
+                 cannot be written there; create it or choose another path",
+                path.display(),
+                dir.display()
+            );
+            failed = true;
+        }
+    }
     if failed {
         return ExitCode::FAILURE;
     }
@@ -156,9 +167,10 @@ fn valid(path: &std::path::Path, config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Sends SIGHUP to the process named by `server.pid_file`, once sure it is an edgeproxy: a
-/// stale pid file may name some other process by now.
-fn signal_reload(config: &Config) -> Result<i32, String> {
+/// Sends SIGHUP to the process named by `server.pid_file`, once sure it is an edgeproxy
+/// running on this same file: a stale pid file may name some other process by now, and a
+/// process started with another file would re-read that one, not the file just checked.
+fn signal_reload(config: &Config, path: &Path) -> Result<i32, String> {
     let pid_file = config.server.pid_file.as_ref().ok_or(
         "server.pid_file is not set, so the running process cannot be found; set it, or send SIGHUP to the process yourself",
     )?;
@@ -174,11 +186,19 @@ fn signal_reload(config: &Config) -> Result<i32, String> {
         .ok()
         .filter(|pid| *pid > 0)
         .ok_or_else(|| format!("{} does not hold a process id", pid_file.display()))?;
-    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&command).contains("edgeproxy") {
+    if !runs_edgeproxy(pid)? {
         return Err(format!(
             "process {pid} from {} is not a running edgeproxy; the pid file is stale",
             pid_file.display()
+        ));
+    }
+    let theirs = config_of(pid)?;
+    if !same_file(&theirs, path) {
+        return Err(format!(
+            "process {pid} runs with {}, and a reload makes it read that file again, not this \
+             one; write the change to {} (this file was only checked)",
+            theirs.display(),
+            theirs.display()
         ));
     }
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
@@ -189,6 +209,63 @@ fn signal_reload(config: &Config) -> Result<i32, String> {
         ));
     }
     Ok(pid)
+}
+
+/// Whether process `pid` runs a program of this one's file name. Its command line is no proof:
+/// `tail -f edgeproxy.log` or `vim edgeproxy.yaml` mention edgeproxy too.
+fn runs_edgeproxy(pid: i32) -> Result<bool, String> {
+    let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(exe) => exe,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(format!(
+                "cannot tell which program process {pid} runs (/proc/{pid}/exe: {e}); run this \
+                 as the proxy's user or as root"
+            ))
+        }
+    };
+    // An upgraded binary leaves the running one's link as "<path> (deleted)".
+    let name = |path: &Path| {
+        path.file_name().map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_owned()
+        })
+    };
+    let ours = std::env::current_exe()
+        .ok()
+        .and_then(|p| name(&p))
+        .unwrap_or_else(|| "edgeproxy".to_owned());
+    Ok(name(&exe).is_some_and(|theirs| theirs == ours))
+}
+
+/// The config file process `pid` (an edgeproxy) was started with, read from its command line
+/// as this command line is read, relative paths taken from its working directory.
+fn config_of(pid: i32) -> Result<PathBuf, String> {
+    let unreadable =
+        |what: &str, e: std::io::Error| format!("cannot read process {pid}'s {what}: {e}");
+    let cmdline =
+        std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| unreadable("command line", e))?;
+    let args = cmdline
+        .split(|&b| b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| std::ffi::OsString::from(String::from_utf8_lossy(arg).into_owned()));
+    let cli = Cli::try_parse_from(args)
+        .map_err(|_| format!("cannot read process {pid}'s command line as edgeproxy's"))?;
+    if cli.config.is_absolute() {
+        return Ok(cli.config);
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map_err(|e| unreadable("working directory", e))?;
+    Ok(cwd.join(cli.config))
+}
+
+/// Whether two paths name one file (through links and relative parts).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn summary(config: &Config) -> String {

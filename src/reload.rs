@@ -133,12 +133,17 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
             now.clone_from(&was.tls);
         }
     }
-    keep(
-        &mut changed,
-        "metrics.listen",
-        &running.metrics,
-        &mut new.metrics,
-    );
+    // Only the metrics listener is made at start: `allow` is read from the live config.
+    match (&running.metrics, &mut new.metrics) {
+        (Some(was), Some(now)) => {
+            keep(&mut changed, "metrics.listen", &was.listen, &mut now.listen)
+        }
+        (None, None) => {}
+        (_, now) => {
+            changed.push("metrics (adding or removing the metrics listener)");
+            now.clone_from(&running.metrics);
+        }
+    }
     keep(
         &mut changed,
         "cache.max_size",
@@ -203,5 +208,69 @@ impl BackgroundService for Reloader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_with, NameLookup};
+
+    fn config(server: &str, metrics: &str) -> Config {
+        let text = format!(
+            "server:\n  listen: [\"127.0.0.1:8080\"]\n{server}{metrics}upstreams:\n  app: {{ servers: [ {{ addr: \"127.0.0.1:9000\" }} ] }}\nroutes:\n  - {{ path: /, upstream: app }}\n"
+        );
+        parse_with(Path::new("test.yaml"), &text, NameLookup::Skip).expect("valid test config")
+    }
+
+    #[test]
+    fn an_unchanged_file_keeps_nothing() {
+        let running = config("", "metrics: { listen: \"127.0.0.1:9091\" }\n");
+        let mut new = running.clone();
+        assert!(keep_restart_only(&running, &mut new).is_empty());
+    }
+
+    #[test]
+    fn metrics_allow_reloads_while_its_listener_stays() {
+        let running = config("", "metrics: { listen: \"127.0.0.1:9091\" }\n");
+        let mut new = config(
+            "",
+            "metrics: { listen: \"127.0.0.1:9092\", allow: [10.0.0.0/8] }\n",
+        );
+        assert_eq!(keep_restart_only(&running, &mut new), ["metrics.listen"]);
+        let metrics = new.metrics.expect("metrics kept");
+        assert_eq!(metrics.listen, running.metrics.expect("metrics").listen);
+        assert_eq!(metrics.allow.len(), 1, "the new allow-list is taken");
+    }
+
+    #[test]
+    fn adding_or_removing_metrics_takes_a_restart() {
+        let with = config("", "metrics: { listen: \"127.0.0.1:9091\" }\n");
+        let without = config("", "");
+        let mut new = without.clone();
+        assert_eq!(keep_restart_only(&with, &mut new).len(), 1);
+        assert_eq!(new.metrics, with.metrics);
+        let mut new = with.clone();
+        assert_eq!(keep_restart_only(&without, &mut new).len(), 1);
+        assert_eq!(new.metrics, None);
+    }
+
+    #[test]
+    fn every_restart_only_server_key_is_kept_and_named() {
+        let running = config("", "");
+        let mut new = config(
+            "  threads: 3\n  grace_period: 7s\n  access_log: off\n  watch: true\n",
+            "",
+        );
+        let changed = keep_restart_only(&running, &mut new);
+        for key in [
+            "server.threads",
+            "server.grace_period",
+            "server.access_log",
+            "server.watch",
+        ] {
+            assert!(changed.contains(&key), "{key} not named in {changed:?}");
+        }
+        assert_eq!(new.server, running.server);
     }
 }

@@ -106,6 +106,10 @@ fn an_unwritable_log_file_is_a_check_error() {
         stderr.contains("server.access_log: cannot open /nonexistent/dir/access.log"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("create its directory, or choose another path"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

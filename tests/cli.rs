@@ -107,6 +107,30 @@ fn check_rejects_an_address_this_host_cannot_listen_on() {
 }
 
 #[test]
+fn check_rejects_a_pid_file_in_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let config = valid_config(free_port()).replace(
+        "server: {",
+        &format!("server: {{ pid_file: {}/edgeproxy.pid,", missing.display()),
+    );
+    let path = write_config(&dir, &config);
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "server.pid_file: directory {} does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::create_dir(&missing).unwrap();
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
 fn check_reports_a_missing_file() {
     let out = edgeproxy(&["check", "-c", "/nonexistent/edgeproxy.yaml"]);
     assert_eq!(out.status.code(), Some(1));
@@ -132,7 +156,12 @@ routes:
     );
     let out = edgeproxy(&["check", "-c", &path]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot resolve `app1.invalid:8000`"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot resolve `app1.invalid:8000`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("edgeproxy check --offline"), "{stderr}");
 
     let out = edgeproxy(&["check", "--offline", "-c", &path]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -254,9 +254,11 @@ fn the_reload_command_needs_a_pid_file_that_names_an_edgeproxy() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.pid_file is not set"));
 
-    // A pid file left behind that names another process (pid 1 is never an edgeproxy here).
+    // A pid file left behind by a process that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
     let pid_file = dir.path().join("stale.pid");
-    std::fs::write(&pid_file, "1\n").unwrap();
+    std::fs::write(&pid_file, format!("{}\n", gone.id())).unwrap();
     std::fs::write(
         &path,
         format!("server: {{ pid_file: {} }}\n{body}", pid_file.display()),
@@ -268,4 +270,93 @@ fn the_reload_command_needs_a_pid_file_that_names_an_edgeproxy() {
         String::from_utf8_lossy(&out.stderr).contains("is not a running edgeproxy"),
         "{out:?}"
     );
+
+    // A stale pid file that names a process whose command line mentions edgeproxy, as
+    // `tail -f edgeproxy-notes.txt` does, is refused too, and that process is not signalled.
+    let notes = dir.path().join("edgeproxy-notes.txt");
+    std::fs::write(&notes, "").unwrap();
+    let tail = std::process::Command::new("tail")
+        .arg("-f")
+        .arg(&notes)
+        .spawn()
+        .unwrap();
+    let mut tail = common::ChildGuard(tail);
+    std::fs::write(&pid_file, format!("{}\n", tail.pid())).unwrap();
+    let out = edgeproxy(&["reload", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a running edgeproxy"),
+        "{out:?}"
+    );
+    assert_eq!(
+        tail.wait_exit(Duration::from_millis(300)),
+        None,
+        "the process the stale pid file names was signalled"
+    );
+}
+
+#[tokio::test]
+async fn the_reload_command_refuses_a_file_the_running_process_does_not_read() {
+    let b1 = Backend::start("1");
+    let metrics_port = free_port();
+    let pid_dir = tempfile::tempdir().unwrap();
+    let pid_file = pid_dir.path().join("edgeproxy.pid");
+    let proxy = Proxy::start_with(
+        &format!("  pid_file: {}", pid_file.display()),
+        &config(metrics_port, &[(&b1, 1)]),
+    );
+    // The same settings in another file: valid, and it names the same pid file.
+    let other = pid_dir.path().join("other.yaml");
+    std::fs::copy(proxy.config_path(), &other).unwrap();
+    let out = edgeproxy(&["reload", "-c", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let running = proxy.config_path();
+    assert!(
+        stderr.contains(&format!("runs with {}", running.display())),
+        "{stderr}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = proxy.log();
+    assert!(
+        !log.contains("reloaded ") && !log.contains("reload failed"),
+        "{log}"
+    );
+
+    // Through another spelling of its own file (a relative path), it is the same file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(["reload", "-c", "edgeproxy.yaml"])
+        .current_dir(running.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test]
+async fn metrics_allow_changes_on_reload() {
+    let b1 = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&config(metrics_port, &[(&b1, 1)]));
+    let status = || async {
+        client()
+            .get(format!("http://127.0.0.1:{metrics_port}/status"))
+            .send()
+            .await
+            .expect("the metrics listener answers")
+            .status()
+    };
+    assert_eq!(status().await, 200);
+
+    let allow = |cidr: &str| {
+        config(metrics_port, &[(&b1, 1)]).replacen(
+            &format!("listen: \"127.0.0.1:{metrics_port}\""),
+            &format!("listen: \"127.0.0.1:{metrics_port}\", allow: [{cidr}]"),
+            1,
+        )
+    };
+    assert!(proxy.reload(&allow("10.0.0.0/8")));
+    assert_eq!(status().await, 403, "the tightened allow-list is in force");
+    assert!(!proxy.log().contains("takes a restart"), "{}", proxy.log());
+    assert!(proxy.reload(&allow("127.0.0.0/8")));
+    assert_eq!(status().await, 200);
 }

@@ -156,7 +156,16 @@ pub fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        .map_err(|e| {
+            let fix = match e.kind() {
+                io::ErrorKind::NotFound => "; create its directory, or choose another path",
+                io::ErrorKind::PermissionDenied => {
+                    "; let the proxy's user write there, or choose another path"
+                }
+                _ => "",
+            };
+            io::Error::new(e.kind(), format!("{}: {e}{fix}", path.display()))
+        })
 }
 
 /// Takes every thread's partly filled buffer.

@@ -359,7 +359,12 @@ fn upstream_settings(
                 resolve(&entry.addr.host, entry.addr.port).map_err(|why| {
                     ConfigError::at_key(
                         format!("{server_key}.addr"),
-                        format!("cannot resolve `{}`: {why}", entry.addr.text),
+                        format!(
+                            "cannot resolve `{}`: {why}; check the name and this host's DNS, \
+                             or check a file meant for another host (a container network, \
+                             say) with `edgeproxy check --offline`",
+                            entry.addr.text
+                        ),
                     )
                 })?
             }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -145,7 +145,7 @@ impl Backend {
 
     /// Everything the backend wrote to stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        read_log(self.log.path())
     }
 
     /// `127.0.0.1:PORT`.
@@ -306,12 +306,12 @@ impl Proxy {
 
     /// Everything the proxy wrote to stdout so far: the access log, by default.
     pub fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+        read_log(&self.dir.path().join("stdout.log"))
     }
 
     /// Everything the proxy wrote to stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        read_log(&self.log_path())
     }
 
     fn log_path(&self) -> PathBuf {
@@ -413,19 +413,36 @@ impl RawBackend {
     }
 }
 
-/// The value of a metric line `name{labels}` on a metrics port, if present.
+/// A log file the harness created for a process it started. An unreadable one fails the test,
+/// so that a check that something was *not* logged cannot pass on a file it never read.
+pub fn read_log(path: &Path) -> String {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The value of a metric line `name{labels}` on a metrics port; `None` only when that series
+/// is not exported (a labelled counter before its first count). A scrape that fails or is
+/// refused fails the test: it must never read as an absent series, or as zero.
 pub async fn metric(port: u16, name_and_labels: &str) -> Option<f64> {
-    let text = client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let resp = client()
+        .get(&url)
         .send()
         .await
-        .ok()?
+        .unwrap_or_else(|e| panic!("cannot scrape {url}: {e}"));
+    assert_eq!(resp.status(), 200, "scraping {url}");
+    let text = resp
         .text()
         .await
-        .ok()?;
+        .unwrap_or_else(|e| panic!("cannot read the scrape of {url}: {e}"));
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+        .map(|v| {
+            v.trim().parse().unwrap_or_else(|_| {
+                panic!("{name_and_labels} has a value that is not a number: {v}")
+            })
+        })
 }
 
 /// Waits until the proxy counts `n` requests in flight to `backend` of upstream `app`, so a
@@ -544,7 +561,8 @@ pub async fn line_with(read: impl Fn() -> String, needle: &str) -> String {
 }
 
 /// Sends `request` as is over a fresh connection to 127.0.0.1:`port` and returns all that
-/// comes back until the proxy closes the connection or 5 s pass.
+/// comes back until the proxy closes the connection. A proxy that keeps it open for 5 s fails
+/// the test: every exchange sent this way expects an answer that ends the connection.
 pub fn raw_exchange(port: u16, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
@@ -553,7 +571,15 @@ pub fn raw_exchange(port: u16, request: &[u8]) -> String {
     // The proxy may answer and close before reading everything; that is fine.
     let _ = stream.write_all(request);
     let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        // Closing with unread request bytes resets the connection: the answer stands.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "no end of the answer within 5 s ({e}); got so far: {:?}",
+            String::from_utf8_lossy(&answer)
+        ),
+    }
     String::from_utf8_lossy(&answer).into_owned()
 }
 
