@@ -119,6 +119,9 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     // An HTTP/2 connection with no stream open is idle; without this it could stay forever.
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(settings.limits.keepalive_timeout);
+    // CONNECT is refused by edgeproxy's own request filter rather than by Pingora before any
+    // phase runs, so that the refusal is logged and counted like every other answer.
+    options.allow_connect_method_proxying = true;
     app.server_options = Some(options);
     let connections = Connections::new(
         metrics.downstream_connections.clone(),
@@ -152,6 +155,14 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         listening.join(", ")
     );
+    match metrics_listen {
+        Some(addr) => {
+            log::info!("metrics on http://{addr}/metrics, status on http://{addr}/status")
+        }
+        None => {
+            log::info!("no metrics listener (set metrics.listen to serve /metrics and /status)")
+        }
+    }
     let phases = server.watch_execution_phase();
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(

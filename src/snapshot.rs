@@ -59,6 +59,7 @@ impl Snapshot {
                     &RouteMetrics::label(route),
                     &upstream.name,
                     &backends,
+                    route.cache.is_some(),
                 )
             })
             .collect();
@@ -73,7 +74,7 @@ impl Snapshot {
                 })
                 .collect(),
             route_metrics,
-            unrouted_metrics: RouteMetrics::new(metrics, "", "", &[]),
+            unrouted_metrics: RouteMetrics::new(metrics, "", "", &[], false),
             rate_limiters: rate_limiters(&config, previous),
             limited: RequestLimitCounters {
                 rate_limit: metrics.limited.with_label_values(&["rate_limit"]),

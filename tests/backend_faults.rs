@@ -129,6 +129,9 @@ async fn a_malformed_response_header_or_a_reset_before_it_gives_502() {
         let proxy = proxy_to(&backend, metrics);
         let resp = client().get(proxy.url("/")).send().await.unwrap();
         assert_eq!(resp.status(), 502, "{case}");
+        // The backend was reached: the answer must not say it could not be.
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("was reached but"), "{case}: {body}");
         assert!(
             failures(metrics, backend.port, "reset").await >= 1.0,
             "{case}"

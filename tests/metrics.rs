@@ -198,6 +198,13 @@ routes:
 ",
         good.addr()
     ));
+    assert!(
+        proxy.log().contains(&format!(
+            "metrics on http://127.0.0.1:{metrics_port}/metrics, status on http://127.0.0.1:{metrics_port}/status"
+        )),
+        "the start-up log says where metrics are served:\n{}",
+        proxy.log()
+    );
     let http = client();
     // Before the first probe, round robin may still pick the dead server: that is a retry.
     for _ in 0..4 {
@@ -261,6 +268,14 @@ routes:
             &[("route", "/health"), ("result", "hit")]
         ),
         Some(2.0)
+    );
+    assert_eq!(
+        gauge(
+            "edgeproxy_cache_lookups_total",
+            &[("route", "/events"), ("result", "miss")]
+        ),
+        None,
+        "a route without a cache exports no cache series"
     );
 
     drop(stream);

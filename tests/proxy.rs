@@ -199,7 +199,11 @@ async fn a_dead_backend_gives_a_quick_502() {
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     assert_eq!(header(&resp, "content-type"), "text/plain; charset=utf-8");
-    assert!(resp.text().await.unwrap().contains("upstream `app`"));
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        body,
+        "502 Bad Gateway: upstream `app` could not be reached\n"
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -244,4 +248,36 @@ async fn http2_upstreams_get_h2c_and_others_http_1_1() {
     };
     assert_eq!(version(true).await, "HTTP/2.0");
     assert_eq!(version(false).await, "HTTP/1.1");
+}
+
+#[tokio::test]
+async fn connect_is_refused_by_edgeproxy_and_logged_and_counted() {
+    let b1 = Backend::start("1");
+    let metrics_port = common::free_port();
+    let proxy = Proxy::start(&common::metrics_and_app(
+        metrics_port,
+        "round_robin",
+        &[(&b1, 1)],
+    ));
+    let answer = common::raw_exchange(
+        proxy.port,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    );
+    assert_eq!(common::raw_status(&answer), Some(405), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("\r\nallow: get, head"), "{answer}");
+    assert!(lower.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(!lower.contains("server: pingora"), "{answer}");
+    assert!(answer.contains("does not tunnel CONNECT"), "{answer}");
+
+    let line = common::line_with(|| proxy.stdout(), "CONNECT example.com:443").await;
+    assert!(line.contains(" 405 "), "{line}");
+    assert_eq!(
+        common::metric(
+            metrics_port,
+            "edgeproxy_requests_total{backend=\"\",code=\"405\",route=\"\",upstream=\"\"}"
+        )
+        .await,
+        Some(1.0)
+    );
 }

@@ -115,24 +115,52 @@ pub struct RouteMetrics {
     pub duration: Histogram,
     /// `edgeproxy_sse_streams`
     pub sse_streams: IntGauge,
-    /// `edgeproxy_cache_lookups_total` by hit, miss, stale.
-    pub cache: [IntCounter; 3],
+    /// `edgeproxy_cache_lookups_total`, for a route with a cache only.
+    pub cache: Option<CacheLookups>,
     /// Requests answered by each server of the upstream, by server index.
     pub by_server: Vec<CodeCounters>,
     /// Requests answered without a backend (404, 503, health).
     pub local: CodeCounters,
 }
 
+/// One cached route's `edgeproxy_cache_lookups_total` children, one per outcome.
+pub struct CacheLookups {
+    /// Served from the cache.
+    pub hit: IntCounter,
+    /// Fetched from the backend (and stored if cacheable).
+    pub miss: IntCounter,
+    /// Served from the cache past its freshness (while revalidating, or the backend failing).
+    pub stale: IntCounter,
+}
+
+impl CacheLookups {
+    fn new(metrics: &Metrics, route: &str) -> Self {
+        let child = |result| metrics.cache_lookups.with_label_values(&[route, result]);
+        Self {
+            hit: child("hit"),
+            miss: child("miss"),
+            stale: child("stale"),
+        }
+    }
+}
+
 impl RouteMetrics {
-    /// Children for a route to `upstream`, whose servers are `backends` (addr as configured).
-    pub fn new(metrics: &Metrics, route: &str, upstream: &str, backends: &[&str]) -> Self {
+    /// Children for a route to `upstream`, whose servers are `backends` (addr as configured);
+    /// cache lookups are counted only if `cached`, so that routes without a cache export no
+    /// cache series.
+    pub fn new(
+        metrics: &Metrics,
+        route: &str,
+        upstream: &str,
+        backends: &[&str],
+        cached: bool,
+    ) -> Self {
         Self {
             duration: metrics
                 .request_duration
                 .with_label_values(&[route, upstream]),
             sse_streams: metrics.sse_streams.with_label_values(&[route]),
-            cache: ["hit", "miss", "stale"]
-                .map(|result| metrics.cache_lookups.with_label_values(&[route, result])),
+            cache: cached.then(|| CacheLookups::new(metrics, route)),
             by_server: backends
                 .iter()
                 .map(|b| CodeCounters::new(metrics, route, upstream, b))

@@ -18,6 +18,7 @@ use crate::request::{framing, target};
 use crate::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use http::header::HOST;
+use http::Method;
 use pingora::cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -71,6 +72,9 @@ pub struct RequestCtx {
     _server_inflight: Option<InflightGuard>,
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
+    /// A connection to a backend was up and the request was sent on it, in some attempt: a
+    /// failure may then have reached the application.
+    reached_backend: bool,
     /// Counts this request in `edgeproxy_sse_streams` while it streams events.
     _sse_stream: Option<GaugeGuard>,
 }
@@ -137,6 +141,7 @@ impl ProxyHttp for EdgeProxy {
             tried: Vec::new(),
             _server_inflight: None,
             upstream_started: None,
+            reached_backend: false,
             upstream_time: None,
             _sse_stream: None,
         }
@@ -171,6 +176,10 @@ impl ProxyHttp for EdgeProxy {
             .map(|h1| h1.get_headers_raw_bytes());
         framing::check(session.req_header(), raw.as_deref(), &server.limits)
             .map_err(|r| refuse(r.status, r.reason))?;
+        // Refused by request_filter; its authority-form target names no route.
+        if session.req_header().method == Method::CONNECT {
+            return Ok(());
+        }
         target::normalize(session.req_header_mut()).map_err(|e| refuse(400, e.to_string()))?;
         let req = session.req_header();
         let host = req
@@ -186,6 +195,11 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if session.req_header().method == Method::CONNECT {
+            ctx.route = None;
+            respond::connect_refused(session).await?;
+            return Ok(true);
+        }
         if session.req_header().uri.path() == ctx.snapshot.config.server.health_path {
             ctx.route = None;
             ctx.health_check = true;
@@ -388,6 +402,7 @@ impl ProxyHttp for EdgeProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.reached_backend = true;
         forwarded::apply(upstream_request, ctx.client, ctx.https)
     }
 
@@ -424,16 +439,16 @@ impl ProxyHttp for EdgeProxy {
         let Some(route) = ctx.route() else {
             return Ok(());
         };
-        let (cached, sse, compress) = (route.cache.is_some(), route.sse, route.compress);
+        let (sse, compress) = (route.sse, route.compress);
         let event_stream = content::is_event_stream(upstream_response);
-        if cached {
+        if let Some(lookups) = &ctx.route_metrics().cache {
             let (status, lookup) = match session.cache.phase() {
-                CachePhase::Hit => ("HIT", 0),
-                CachePhase::Stale | CachePhase::StaleUpdating => ("STALE", 2),
-                _ => ("MISS", 1),
+                CachePhase::Hit => ("HIT", &lookups.hit),
+                CachePhase::Stale | CachePhase::StaleUpdating => ("STALE", &lookups.stale),
+                _ => ("MISS", &lookups.miss),
             };
+            lookup.inc();
             upstream_response.insert_header("x-cache", status)?;
-            ctx.route_metrics().cache[lookup].inc();
         }
         if event_stream {
             ctx._sse_stream = Some(GaugeGuard::new(&ctx.route_metrics().sse_streams));
@@ -460,7 +475,7 @@ impl ProxyHttp for EdgeProxy {
         let started = session.response_written().is_some();
         if status > 0 && !started {
             let upstream = ctx.pool().map_or("-", Pool::name);
-            let body = error_body(status, upstream, e);
+            let body = error_body(status, upstream, ctx.reached_backend, e);
             session.set_keepalive(None);
             if let Err(write_error) = respond::text(session, status, body).await {
                 log::debug!("could not send the {status} response: {write_error}");
@@ -518,7 +533,12 @@ impl ProxyHttp for EdgeProxy {
             time: ctx.started_at,
             client: ctx.client.map(|c| c.ip),
             method: req.method.as_str(),
-            target: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            // A CONNECT's target is an authority (host:port), which has no path.
+            target: if req.method == Method::CONNECT {
+                std::str::from_utf8(req.raw_path()).unwrap_or("-")
+            } else {
+                req.uri.path_and_query().map_or("/", |p| p.as_str())
+            },
             version: version_name(req.version),
             status,
             bytes_sent: session.body_bytes_sent(),
@@ -567,13 +587,20 @@ fn error_status(e: &Error) -> u16 {
     }
 }
 
-fn error_body(status: u16, upstream: &str, e: &Error) -> String {
+/// The one-line text of an error answer; `reached`: whether a backend got the request.
+fn error_body(status: u16, upstream: &str, reached: bool, e: &Error) -> String {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Error");
     match (status, e.etype(), &e.context) {
-        (502, ..) => format!("502 {reason}: upstream `{upstream}` could not be reached\n"),
+        (502, ..) if !reached => {
+            format!("502 {reason}: upstream `{upstream}` could not be reached\n")
+        }
+        (502, ..) => format!(
+            "502 {reason}: upstream `{upstream}` was reached but closed, reset or garbled its \
+             answer\n"
+        ),
         (503, ..) => format!("503 {reason}: upstream `{upstream}` has no server ready\n"),
         (504, ..) => format!("504 {reason}: upstream `{upstream}` did not answer in time\n"),
         // The proxy's own refusals say why; Pingora's parse errors may quote internals.

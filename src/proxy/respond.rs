@@ -20,6 +20,16 @@ pub async fn too_many_requests(session: &mut Session, retry_after_seconds: u64) 
     write(session, resp, body).await
 }
 
+/// Writes `405 Method Not Allowed` to a CONNECT request and closes the connection after it:
+/// a client that meant to tunnel may already be sending the tunnel's bytes.
+pub async fn connect_refused(session: &mut Session) -> Result<()> {
+    session.set_keepalive(None);
+    let mut resp = ResponseHeader::build(405, Some(5))?;
+    resp.insert_header("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")?;
+    let body = "405 Method Not Allowed: edgeproxy does not tunnel CONNECT requests\n".to_owned();
+    write(session, resp, body).await
+}
+
 /// Writes a redirect to `location`.
 pub async fn redirect(session: &mut Session, status: u16, location: String) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
