@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{client, free_port, instance, metric, raw_status, Backend, Proxy, RawBackend};
+use common::{
+    client, free_port, instance, line_with, metric, raw_status, Backend, Proxy, RawBackend,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -230,8 +232,9 @@ async fn retries_move_a_refused_request_to_another_server() {
 async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent() {
     let dying = RawBackend::start(false);
     let healthy = RawBackend::start(true);
+    let metrics_port = free_port();
     let proxy = Proxy::start(&upstream(
-        free_port(),
+        metrics_port,
         "retries: 1",
         &[
             format!("{{ addr: \"127.0.0.1:{}\", max_fails: 0 }}", dying.port),
@@ -252,6 +255,8 @@ async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent()
         (1, 0),
         "the POST was replayed"
     );
+    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
+    assert_eq!(metric(metrics_port, retries).await, Some(0.0));
 
     let _ = http.get(proxy.url("/")).send().await.unwrap(); // the healthy server's turn
     let resp = http.get(proxy.url("/items")).send().await.unwrap();
@@ -261,6 +266,15 @@ async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent()
         "a GET the server dropped is retried elsewhere"
     );
     assert_eq!((dying.requests(), healthy.requests()), (2, 2));
+    assert_eq!(
+        metric(metrics_port, retries).await,
+        Some(1.0),
+        "exactly the GET was sent again"
+    );
+    let post = line_with(|| proxy.stdout(), "\"POST /orders ").await;
+    assert!(post.ends_with(" retries=0"), "{post}");
+    let get = line_with(|| proxy.stdout(), "\"GET /items ").await;
+    assert!(get.ends_with(" retries=1"), "{get}");
 }
 
 #[tokio::test]

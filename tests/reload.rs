@@ -196,16 +196,19 @@ fn edgeproxy(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Starts edgeproxy with `body` and a `server.pid_file` in a directory of its own.
+fn with_pid_file(body: &str) -> (Proxy, tempfile::TempDir, std::path::PathBuf) {
+    let pid_dir = tempfile::tempdir().unwrap();
+    let pid_file = pid_dir.path().join("edgeproxy.pid");
+    let proxy = Proxy::start_with(&format!("  pid_file: {}", pid_file.display()), body);
+    (proxy, pid_dir, pid_file)
+}
+
 #[tokio::test]
 async fn the_reload_command_checks_the_file_then_signals_the_running_process() {
     let (b1, b2) = (Backend::start("1"), Backend::start("2"));
     let metrics_port = free_port();
-    let pid_dir = tempfile::tempdir().unwrap();
-    let pid_file = pid_dir.path().join("edgeproxy.pid");
-    let proxy = Proxy::start_with(
-        &format!("  pid_file: {}", pid_file.display()),
-        &config(metrics_port, &[(&b1, 1)]),
-    );
+    let (proxy, _pid_dir, pid_file) = with_pid_file(&config(metrics_port, &[(&b1, 1)]));
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -298,13 +301,7 @@ fn the_reload_command_needs_a_pid_file_that_names_an_edgeproxy() {
 #[tokio::test]
 async fn the_reload_command_refuses_a_file_the_running_process_does_not_read() {
     let b1 = Backend::start("1");
-    let metrics_port = free_port();
-    let pid_dir = tempfile::tempdir().unwrap();
-    let pid_file = pid_dir.path().join("edgeproxy.pid");
-    let proxy = Proxy::start_with(
-        &format!("  pid_file: {}", pid_file.display()),
-        &config(metrics_port, &[(&b1, 1)]),
-    );
+    let (proxy, pid_dir, _) = with_pid_file(&config(free_port(), &[(&b1, 1)]));
     // The same settings in another file: valid, and it names the same pid file.
     let other = pid_dir.path().join("other.yaml");
     std::fs::copy(proxy.config_path(), &other).unwrap();
