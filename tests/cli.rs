@@ -377,3 +377,17 @@ fn check_warns_when_metrics_are_open_to_every_host() {
         .unwrap()
         .contains("metrics.allow"));
 }
+
+/// The harness itself: a proxy that crashes fails the test that started it, even when the test
+/// checks nothing after the crash.
+#[test]
+#[should_panic(expected = "edgeproxy exited with")]
+fn a_proxy_that_crashed_fails_its_test() {
+    let backend = Backend::start("1");
+    let mut proxy = Proxy::start(&format!(
+        "{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    ));
+    proxy.child.signal("ABRT");
+    assert!(proxy.child.wait_exit(Duration::from_secs(5)).is_some());
+}

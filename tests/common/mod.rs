@@ -319,6 +319,41 @@ impl Proxy {
     }
 }
 
+/// A test whose proxy panicked, or died of a crash or a failing exit, fails at its end, even if
+/// every request it checked was answered: nothing may panic on user or network input, and a
+/// proxy that died early makes a later "nothing happened" check pass for the wrong reason.
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = std::fs::read(self.log_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("panicked at")) {
+            panic!("edgeproxy panicked: {line}\n{log}");
+        }
+        if let Ok(Some(status)) = self.child.0.try_wait() {
+            use std::os::unix::process::ExitStatusExt;
+            // Tests stop the proxy with TERM, INT, QUIT or KILL, which it may exit by; a
+            // crash signal or a failing exit code is never expected.
+            let crashed = status.signal().is_some_and(|signal| {
+                [
+                    libc::SIGSEGV,
+                    libc::SIGABRT,
+                    libc::SIGBUS,
+                    libc::SIGILL,
+                    libc::SIGFPE,
+                ]
+                .contains(&signal)
+            });
+            if crashed || status.code().is_some_and(|code| code != 0) {
+                panic!("edgeproxy exited with {status}:\n{log}");
+            }
+        }
+    }
+}
+
 /// A metrics listener on `metrics_port` and an upstream `app` over `servers` (with weights)
 /// balanced by `balance`, routed at `/`.
 pub fn metrics_and_app(metrics_port: u16, balance: &str, servers: &[(&Backend, u16)]) -> String {
