@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, edgeproxy, free_port, metric, upstream, wait_inflight, Backend, Proxy};
+use common::{client, edgeproxy, free_port, upstream, wait_inflight, wait_metric, Backend, Proxy};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -240,11 +240,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period(
 
 /// Waits until the proxy has accepted `n` client connections.
 async fn wait_connections(metrics_port: u16, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(metrics_port, "edgeproxy_downstream_connections").await != Some(n) {
-        assert!(Instant::now() < deadline, "never {n} connection(s) open");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let open = "edgeproxy_downstream_connections";
+    wait_metric(metrics_port, open, n, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

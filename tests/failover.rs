@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    client, free_port, instance, line_with, metric, raw_status, Backend, Proxy, RawBackend,
+    client, free_port, instance, line_with, metric, raw_status, wait_metric, Backend, Proxy,
+    RawBackend,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,18 +16,8 @@ fn up_gauge(backend: &str) -> String {
 
 /// Polls the `up` gauge of `backend` until it is `want`; returns how long that took.
 async fn wait_up(metrics_port: u16, backend: &str, want: bool, limit: Duration) -> Duration {
-    let started = Instant::now();
     let want = if want { 1.0 } else { 0.0 };
-    loop {
-        if metric(metrics_port, &up_gauge(backend)).await == Some(want) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{backend} not up={want} within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_metric(metrics_port, &up_gauge(backend), want, limit).await
 }
 
 const CHECK: &str = "health_check: { type: http, path: /health, interval: 300ms, timeout: 200ms, fall: 2, rise: 2 }";

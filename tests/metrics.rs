@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, free_port, get_json, get_text, metric, Backend, Proxy};
+use common::{client, free_port, get_json, get_text, wait_metric, Backend, Proxy};
 use std::time::Duration;
 
 /// Scrapes /metrics and checks that a real Prometheus text-format parser accepts it all.
@@ -279,14 +279,8 @@ routes:
     );
 
     drop(stream);
-    let gone = async {
-        while metric(metrics_port, "edgeproxy_sse_streams{route=\"/events\"}").await != Some(0.0) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(3), gone)
-        .await
-        .expect("stream gauge back to 0");
+    let streams = "edgeproxy_sse_streams{route=\"/events\"}";
+    wait_metric(metrics_port, streams, 0.0, Duration::from_secs(3)).await;
 }
 
 #[tokio::test]

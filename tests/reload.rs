@@ -149,9 +149,7 @@ routes:
     };
     let proxy = Proxy::start(&body(1));
     let silent_up = format!("edgeproxy_backend_up{{backend=\"{silent_addr}\",upstream=\"app\"}}");
-    while metric(metrics_port, &silent_up).await != Some(0.0) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_metric(metrics_port, &silent_up, 0.0, Duration::from_secs(5)).await;
     assert!(proxy.reload(&body(2)));
     let http = client();
     for _ in 0..10 {

@@ -480,6 +480,23 @@ pub async fn metric(port: u16, name_and_labels: &str) -> Option<f64> {
         })
 }
 
+/// Polls the series `name{labels}` on a metrics port until it reads `want`, failing the test
+/// after `limit`; returns how long it took.
+pub async fn wait_metric(port: u16, series: &str, want: f64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = metric(port, series).await;
+        if now == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{series} is {now:?}, not {want}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until the proxy counts `n` requests in flight to `backend` of upstream `app`, so a
 /// test acts only once its request has really arrived.
 pub async fn wait_inflight(metrics_port: u16, backend: &Backend, n: f64) {
