@@ -50,7 +50,6 @@ fn scaled(text: &str, what: &str, units: &[(&str, u64)], hint: &str) -> Result<u
     if unit.is_empty() {
         return Err(format!("invalid {what} `{text}`: missing unit; {hint}"));
     }
-
     let scale = units
         .iter()
         .find(|(name, _)| *name == unit)
@@ -208,7 +207,7 @@ impl Weight {
 
 impl<'de> Deserialize<'de> for Weight {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        scalar(deserializer, "a weight from 1 to 1000", |text| {
+        scalar(deserializer, "a whole-number weight", |text| {
             match text.trim().parse::<u16>() {
                 Ok(w) if (1..=Self::MAX).contains(&w) => Ok(Self(w)),
                 _ => Err(format!(

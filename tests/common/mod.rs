@@ -327,9 +327,7 @@ impl Drop for Proxy {
         if std::thread::panicking() {
             return;
         }
-        let log = std::fs::read(self.log_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
+        let log = read_log(&self.log_path());
         if let Some(line) = log.lines().find(|l| l.contains("panicked at")) {
             panic!("edgeproxy panicked: {line}\n{log}");
         }
