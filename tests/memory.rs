@@ -13,18 +13,18 @@ use tokio::net::TcpStream;
 /// Connections or streams held at once.
 const HELD: usize = 2_000;
 
-// Measured at the budgets' last change (debug build, as the tests run it, patches 0001-0008):
-// 13.1 KiB, 15.0 KiB and 28.5 KiB; the budgets are twice that. Before Pingora's patches (patches/pingora/) an idle connection took 41 KiB and
-// an open event stream 65 KiB.
+// Measured at the budgets' last change (debug build, as the tests run it, patches 0001-0013):
+// 6.5 KiB, 7.4 KiB and 22.7 KiB; the budgets are twice that. Before Pingora's patches
+// (patches/pingora/) an idle connection took 41 KiB and an open event stream 65 KiB.
 
 /// Idle keep-alive connection after a request the proxy answered itself (nginx: under 1 KiB).
-const IDLE_LOCAL_BUDGET: u64 = 27 << 10;
+const IDLE_LOCAL_BUDGET: u64 = 13 << 10;
 /// Idle keep-alive connection after a proxied request, with its pooled upstream connection
 /// (nginx: about 5 KiB).
-const IDLE_PROXIED_BUDGET: u64 = 30 << 10;
+const IDLE_PROXIED_BUDGET: u64 = 15 << 10;
 /// Open event stream: client connection, upstream connection and the request in flight
 /// (nginx: 18 KiB).
-const STREAM_BUDGET: u64 = 57 << 10;
+const STREAM_BUDGET: u64 = 46 << 10;
 
 fn config(backend: &Backend) -> String {
     format!(

@@ -87,6 +87,25 @@ impl HeaderDeadline {
         }
     }
 
+    /// Whether a request is being served; first drops the deadline of a header that has
+    /// been read since the last look.
+    fn in_request(&mut self) -> bool {
+        let headers_read = self.clock.headers_read.load(Ordering::Relaxed);
+        if headers_read != self.headers_seen {
+            self.headers_seen = headers_read;
+            self.deadline = None;
+        }
+        self.clock.in_request.load(Ordering::Relaxed)
+    }
+
+    /// While the stream has nothing to read: times out once the header's deadline has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => self.time_out(cx),
+            _ => Poll::Pending,
+        }
+    }
+
     /// Answers 408 if the socket takes it at once, and fails the read.
     fn time_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.timed_out = true;
@@ -111,12 +130,7 @@ impl AsyncRead for HeaderDeadline {
         if this.timed_out {
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
-        let headers_read = this.clock.headers_read.load(Ordering::Relaxed);
-        if headers_read != this.headers_seen {
-            this.headers_seen = headers_read;
-            this.deadline = None;
-        }
-        if this.clock.in_request.load(Ordering::Relaxed) {
+        if this.in_request() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let before = buf.filled().len();
@@ -126,10 +140,7 @@ impl AsyncRead for HeaderDeadline {
                 this.deadline = Some(Box::pin(tokio::time::sleep_until(due)));
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => this.time_out(cx),
-                _ => Poll::Pending,
-            },
+            Poll::Pending => this.poll_deadline(cx),
             ready => ready,
         }
     }
@@ -239,5 +250,18 @@ impl GetSocketDigest for HeaderDeadline {
 impl Peek for HeaderDeadline {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+
+    /// Pingora waits here before it allocates the buffer of a request header
+    /// (patches/pingora/0013), so the first header's deadline runs here too.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.timed_out {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        let in_request = self.in_request();
+        match self.inner.poll_read_ready(cx) {
+            Poll::Pending if !in_request => self.poll_deadline(cx),
+            ready => ready,
+        }
     }
 }
