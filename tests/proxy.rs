@@ -231,6 +231,50 @@ async fn a_backend_that_never_answers_gives_a_504_at_read_timeout() {
 }
 
 #[tokio::test]
+async fn a_backend_that_does_not_connect_gives_504_at_connect_timeout_or_the_next_server() {
+    let hung = common::FullListener::start();
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers: [ {{ addr: \"127.0.0.1:{}\" }} ]\n    connect_timeout: 500ms\n{ROUTE_ALL}",
+        hung.port
+    ));
+    let started = Instant::now();
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "504 Gateway Timeout: upstream `app` did not answer in time\n"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(450) && elapsed < Duration::from_secs(3),
+        "took {elapsed:?}"
+    );
+
+    // Beside a server that connects, the request moves to it once the connect times out.
+    let b2 = Backend::start("2");
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers: [ {{ addr: \"127.0.0.1:{}\" }}, {{ addr: \"{}\" }} ]\n    connect_timeout: 500ms\n{ROUTE_ALL}",
+        hung.port,
+        b2.addr()
+    ));
+    let mut moved = 0;
+    for _ in 0..4 {
+        let started = Instant::now();
+        let resp = client().get(proxy.url("/")).send().await.unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!((resp.status().as_u16(), instance(&resp)), (200, "2".into()));
+        assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+        if elapsed >= Duration::from_millis(450) {
+            moved += 1;
+        }
+    }
+    assert!(
+        moved >= 1,
+        "no request tried the server that does not connect"
+    );
+}
+
+#[tokio::test]
 async fn http2_upstreams_get_h2c_and_others_http_1_1() {
     let b1 = Backend::start_with("1", &["--h2c"]);
     let version = |http2: bool| {

@@ -75,6 +75,9 @@ pub struct RequestCtx {
     /// A connection to a backend was up and the request was sent on it, in some attempt: a
     /// failure may then have reached the application.
     reached_backend: bool,
+    /// The status the last failed attempt would have answered (504 for a timeout), which
+    /// stands when no server is left for another.
+    last_failure: Option<u16>,
     /// Counts this request in `edgeproxy_sse_streams` while it streams events.
     _sse_stream: Option<GaugeGuard>,
 }
@@ -142,6 +145,7 @@ impl ProxyHttp for EdgeProxy {
             _server_inflight: None,
             upstream_started: None,
             reached_backend: false,
+            last_failure: None,
             upstream_time: None,
             _sse_stream: None,
         }
@@ -288,8 +292,12 @@ impl ProxyHttp for EdgeProxy {
             ctx.client.map(|c| c.ip),
         );
         let Some(index) = pool.select(key.as_bytes(), &ctx.tried) else {
-            // Nothing ready answers 503 at once; after failed attempts the failure stands.
-            let status = if ctx.tried.is_empty() { 503 } else { 502 };
+            // Nothing ready answers 503 at once; after failed attempts the last failure stands.
+            let status = if ctx.tried.is_empty() {
+                503
+            } else {
+                ctx.last_failure.unwrap_or(502)
+            };
             return Error::e_explain(ErrorType::HTTPStatus(status), "no server left to try");
         };
         let mut peer = pool.servers()[index].peer(pool.address(index));
@@ -324,6 +332,7 @@ impl ProxyHttp for EdgeProxy {
             e.set_retry(false);
             return e;
         }
+        ctx.last_failure = Some(error_status(&e));
         if let (Some(pool), Some(server)) = (ctx.pool(), ctx.server) {
             let reason = match e.etype() {
                 ErrorType::ConnectTimedout => FailureReason::Timeout,
@@ -345,6 +354,9 @@ impl ProxyHttp for EdgeProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
+        if e.esource() == &ErrorSource::Upstream {
+            ctx.last_failure = Some(error_status(&e));
+        }
         let (Some(pool), Some(server)) = (ctx.pool(), ctx.server) else {
             return e;
         };

@@ -23,6 +23,39 @@ pub fn free_port() -> u16 {
         .expect("an ephemeral port")
 }
 
+/// A listener whose accept queue is full and never drained: the kernel drops further SYNs, so
+/// a connect to it hangs until the connecting side gives up, as to a host that is down.
+pub struct FullListener {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl FullListener {
+    /// Listens with a backlog of 0 and queues connections until one no longer connects.
+    pub fn start() -> FullListener {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(stream) => queued.push(stream),
+                Err(_) => {
+                    return FullListener {
+                        port: addr.port(),
+                        _listener: listener,
+                        _queued: queued,
+                    }
+                }
+            }
+        }
+        panic!("the accept queue of {addr} took 8 connections with a backlog of 0");
+    }
+}
+
 /// Runs the edgeproxy binary with `args` to the end, e.g. `check -c FILE`.
 pub fn edgeproxy(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
@@ -100,6 +133,14 @@ fn wait_ready(child: &mut ChildGuard, port: u16, path: &str, status: Option<u16>
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{what} did not answer {path} on port {port} within {START_TIMEOUT:?}");
+}
+
+/// The port of the metrics listener the start-up log announces ("metrics on http://ADDR/...").
+fn announced_metrics_port(log: &str) -> Option<u16> {
+    let (_, rest) = log.split_once("metrics on http://")?;
+    let (addr, _) = rest.split_once("/metrics")?;
+    let port = addr.rsplit_once(':')?.1;
+    Some(port.parse().expect("a port in the metrics line"))
 }
 
 /// A demo backend process.
@@ -236,6 +277,12 @@ impl Proxy {
         // Any answer will do: a test may move the health path and proxy this one to a dead
         // server.
         wait_ready(&mut child, port, "/edge-health", None, "edgeproxy");
+        // The metrics listener is a service of its own that may start a moment later.
+        let started = read_log(&dir.path().join("stderr.log"));
+        if let Some(metrics_port) = announced_metrics_port(&started) {
+            let what = "edgeproxy's metrics listener";
+            wait_ready(&mut child, metrics_port, "/metrics", None, what);
+        }
         Proxy {
             port,
             dir,
