@@ -111,10 +111,88 @@ routes:
             (200, "MISS", 102400)
         );
     }
-    assert_eq!(get(&proxy, "/bytes?n=102400&i=29").await.1, "HIT");
+    // The newest ones are all still there (a cache that kept only its last object fails).
+    for i in 22..30 {
+        let (status, x_cache, body) = get(&proxy, &format!("/bytes?n=102400&i={i}")).await;
+        assert_eq!(
+            (status, x_cache.as_str(), body.len()),
+            (200, "HIT", 102400),
+            "object {i}"
+        );
+    }
     assert_eq!(
         get(&proxy, "/bytes?n=102400&i=0").await.1,
         "MISS",
         "the oldest was evicted"
     );
+}
+
+#[tokio::test]
+async fn a_response_over_an_eighth_of_the_cache_is_streamed_past_it() {
+    let backend = common::Backend::start("1");
+    let proxy = Proxy::start(&format!(
+        "cache: {{ max_size: 1MiB }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"{}\" }} ] }}
+routes:
+  - {{ path: /bytes, upstream: app, cache: 1h }}
+",
+        backend.addr()
+    ));
+    // 1 MiB / 8 = 128 KiB: the larger body is never stored, the smaller one is.
+    for _ in 0..2 {
+        let (status, x_cache, body) = get(&proxy, "/bytes?n=140000").await;
+        assert_eq!(
+            (status, x_cache.as_str(), body.len()),
+            (200, "MISS", 140000)
+        );
+    }
+    assert_eq!(get(&proxy, "/bytes?n=120000").await.1, "MISS");
+    let (status, x_cache, body) = get(&proxy, "/bytes?n=120000").await;
+    assert_eq!((status, x_cache.as_str(), body.len()), (200, "HIT", 120000));
+}
+
+#[tokio::test]
+async fn answers_to_requests_with_authorization_are_not_stored() {
+    let backend = RawBackend::answering("", Duration::ZERO);
+    let proxy = proxy(&backend, "1h");
+    for _ in 0..3 {
+        let resp = client()
+            .get(proxy.url("/static/me.json"))
+            .header("authorization", "Bearer 7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), header(&resp, "x-cache").as_str()),
+            (200, "MISS")
+        );
+    }
+    assert_eq!(backend.requests(), 3);
+    // Nothing was stored for the next client either.
+    assert_eq!(get(&proxy, "/static/me.json").await.1, "MISS");
+    assert_eq!(backend.requests(), 4);
+}
+
+#[tokio::test]
+async fn a_head_request_is_answered_from_a_stored_get() {
+    let backend = RawBackend::answering("", Duration::ZERO);
+    let proxy = proxy(&backend, "1h");
+    assert_eq!(get(&proxy, "/static/app.css").await.1, "MISS");
+    let resp = client()
+        .head(proxy.url("/static/app.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), header(&resp, "x-cache").as_str()),
+        (200, "HIT")
+    );
+    assert_eq!(header(&resp, "content-length"), "2");
+    assert_eq!(
+        resp.bytes().await.unwrap().len(),
+        0,
+        "a HEAD answer has no body"
+    );
+    assert_eq!(backend.requests(), 1);
 }

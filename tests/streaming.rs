@@ -97,6 +97,7 @@ async fn an_idle_event_stream_outlives_read_timeout_only_on_an_sse_route() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 200);
     let (events, error) = read_events(resp).await;
     assert!(
         error.is_none() && events.len() == 3,
@@ -104,7 +105,8 @@ async fn an_idle_event_stream_outlives_read_timeout_only_on_an_sse_route() {
         events.len()
     );
 
-    // Silent for 1.5 s with a 1 s read_timeout: an ordinary route cuts the stream.
+    // Silent for 1.5 s with a 1 s read_timeout: an ordinary route cuts the stream after its
+    // first event, which the backend sends at once.
     let backend_b = Backend::start("2");
     let proxy_b = Proxy::start(&config(&backend_b, free_port()).replace("sse: true", "sse: false"));
     let resp = client()
@@ -112,11 +114,53 @@ async fn an_idle_event_stream_outlives_read_timeout_only_on_an_sse_route() {
         .send()
         .await
         .unwrap();
-    let (events, _) = read_events(resp).await;
+    assert_eq!(resp.status(), 200);
+    let (events, error) = read_events(resp).await;
     assert!(
-        events.len() < 3,
-        "the stream was not cut: {} events",
+        events.len() == 1 && error.is_some(),
+        "the stream was not cut after its first event: {} events, {error:?}",
         events.len()
+    );
+}
+
+#[tokio::test]
+async fn an_event_stream_silent_for_stream_idle_timeout_is_cut() {
+    let backend = Backend::start("1");
+    let proxy = Proxy::start(
+        &config(&backend, free_port()).replace("sse: true", "sse: true, stream_idle_timeout: 2s"),
+    );
+    // Events every 600 ms for 3 s: never silent for 2 s, so never cut.
+    let resp = client()
+        .get(proxy.url("/events?interval_ms=600&count=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (events, error) = read_events(resp).await;
+    assert!(
+        events.len() == 5 && error.is_none(),
+        "{} events, {error:?}",
+        events.len()
+    );
+
+    // Silent for 3 s after its first event: cut after 2 s of silence.
+    let started = Instant::now();
+    let resp = client()
+        .get(proxy.url("/events?interval_ms=3000&count=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (events, error) = read_events(resp).await;
+    let elapsed = started.elapsed();
+    assert!(
+        events.len() == 1 && error.is_some(),
+        "not cut after its first event: {} events, {error:?}",
+        events.len()
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1800) && elapsed < Duration::from_millis(2900),
+        "cut after {elapsed:?}"
     );
 }
 
@@ -179,6 +223,62 @@ async fn compress_routes_compress_text_only() {
         "",
         "compress is per route"
     );
+
+    // An event stream is never compressed, even on a compressing route without `sse`.
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app: {{ servers: [ {{ addr: \"{}\" }} ] }}\nroutes:\n  - {{ path: /, upstream: app, compress: true }}\n",
+        backend.addr()
+    ));
+    let resp = client()
+        .get(proxy.url("/events?count=2"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "content-type"), "text/event-stream");
+    assert_eq!(header(&resp, "content-encoding"), "");
+    let (events, error) = read_events(resp).await;
+    assert!(
+        events.len() == 2 && error.is_none(),
+        "{} events, {error:?}",
+        events.len()
+    );
+}
+
+#[tokio::test]
+async fn compressed_bodies_decode_to_the_original_in_each_encoding() {
+    let backend = Backend::start("1");
+    let proxy = Proxy::start(&config(&backend, free_port()));
+    // A body of about 6 KB, so that the encoders emit more than one block.
+    let pad = "x".repeat(6000);
+    let dir = tempfile::tempdir().unwrap();
+    for encoding in ["gzip", "br", "zstd"] {
+        // curl decodes the body itself (it is built with brotli and zstd on Debian).
+        let headers = dir.path().join(encoding);
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--compressed", "-m", "10", "-H"])
+            .arg(format!("accept-encoding: {encoding}"))
+            .arg("-D")
+            .arg(&headers)
+            .arg(proxy.url(&format!("/echo?pad={pad}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{encoding}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let head = std::fs::read_to_string(&headers)
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-encoding: {encoding}\r\n")),
+            "{encoding}: {head}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(body["query"], format!("pad={pad}"), "{encoding}");
+    }
 }
 
 #[tokio::test]
