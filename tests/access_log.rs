@@ -73,6 +73,22 @@ async fn json_lines_go_to_a_file() {
 }
 
 #[tokio::test]
+async fn an_existing_log_file_is_appended_to() {
+    let b1 = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    std::fs::write(&file, "an earlier line\n").unwrap();
+    let proxy = Proxy::start_with(
+        &format!("  access_log: {}", file.display()),
+        &format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])),
+    );
+    client().get(proxy.url("/appended")).send().await.unwrap();
+    line_with(|| common::read_log(&file), "/appended").await;
+    let text = common::read_log(&file);
+    assert!(text.starts_with("an earlier line\n"), "{text}");
+}
+
+#[tokio::test]
 async fn off_writes_nothing() {
     let b1 = Backend::start("1");
     let proxy = Proxy::start_with(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, free_port, instance, metric, Backend, Proxy};
+use common::{client, free_port, instance, metric, wait_metric, Backend, Proxy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -239,6 +239,91 @@ async fn ip_hash_can_hash_a_header_instead() {
         used.len(),
         3,
         "users all from one IP still spread: {owners:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_mode_skips_a_server_its_checks_took_out() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let dead = free_port();
+    for balance in ["least_conn", "ip_hash", "random", "round_robin"] {
+        let metrics_port = free_port();
+        let hash_key = if balance == "ip_hash" {
+            "    hash_key: header:X-User-Id\n"
+        } else {
+            ""
+        };
+        let proxy = Proxy::start(&format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    balance: {balance}
+{hash_key}    health_check: {{ type: tcp, interval: 200ms, fall: 1 }}
+    servers:
+      - {{ addr: \"{}\", id: \"1\" }}
+      - {{ addr: \"{}\", id: \"2\" }}
+      - {{ addr: \"127.0.0.1:{dead}\", id: dead, max_fails: 0 }}
+routes:
+  - {{ path: /, upstream: app }}
+",
+            b1.addr(),
+            b2.addr()
+        ));
+        let down = format!("edgeproxy_backend_up{{backend=\"127.0.0.1:{dead}\",upstream=\"app\"}}");
+        wait_metric(metrics_port, &down, 0.0, Duration::from_secs(5)).await;
+        // Passive checks are off for it: only the health checks keep requests away. For
+        // ip_hash, 30 users, some of whom hash to the dead server.
+        for user in 0..30 {
+            let resp = client()
+                .get(proxy.url("/"))
+                .header("X-User-Id", format!("user-{user}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{balance}: request {user}");
+        }
+        let retries = "edgeproxy_retries_total{upstream=\"app\"}";
+        assert_eq!(
+            metric(metrics_port, retries).await,
+            Some(0.0),
+            "{balance} picked the dead server and retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ip_hash_on_a_cookie_keeps_each_session_and_honours_weights() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let proxy = Proxy::start(
+        &config("ip_hash", &[(&b1, 1), (&b2, 2)], free_port()).replace(
+            "balance: ip_hash",
+            "balance: ip_hash\n    hash_key: cookie:session",
+        ),
+    );
+    let http = client();
+    let mut on_two = 0;
+    let sessions = 300;
+    for user in 0..sessions {
+        let ask = || {
+            http.get(proxy.url("/"))
+                .header("cookie", format!("theme=dark; session=s{user}"))
+                .send()
+        };
+        let owner = instance(&ask().await.unwrap());
+        assert_eq!(
+            instance(&ask().await.unwrap()),
+            owner,
+            "session s{user} moved"
+        );
+        if owner == "2" {
+            on_two += 1;
+        }
+    }
+    // Weight 2 of 3 in all: two thirds of the sessions, give or take the hash's spread.
+    let share = f64::from(on_two) / f64::from(sessions);
+    assert!(
+        (0.56..=0.78).contains(&share),
+        "server 2 got {share:.2} of the sessions"
     );
 }
 

@@ -18,6 +18,19 @@ routes:
     ))
 }
 
+/// A proxy whose 1 MiB cache holds the demo backend's `/bytes` for an hour.
+fn small_cache_of_bytes(backend: &common::Backend) -> Proxy {
+    Proxy::start(&format!(
+        "cache: {{ max_size: 1MiB }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"{}\" }} ] }}
+routes:
+  - {{ path: /bytes, upstream: app, cache: 1h }}
+",
+        backend.addr()
+    ))
+}
+
 async fn get(proxy: &Proxy, path: &str) -> (u16, String, String) {
     let resp = client().get(proxy.url(path)).send().await.unwrap();
     let status = resp.status().as_u16();
@@ -94,15 +107,7 @@ async fn concurrent_misses_make_one_backend_request() {
 #[tokio::test]
 async fn the_cache_stays_within_max_size() {
     let backend = common::Backend::start("1");
-    let proxy = Proxy::start(&format!(
-        "cache: {{ max_size: 1MiB }}
-upstreams:
-  app: {{ servers: [ {{ addr: \"{}\" }} ] }}
-routes:
-  - {{ path: /bytes, upstream: app, cache: 1h }}
-",
-        backend.addr()
-    ));
+    let proxy = small_cache_of_bytes(&backend);
     // 30 objects of 100 KiB into 1 MiB: the first ones must make room for the last ones.
     for i in 0..30 {
         let (status, x_cache, body) = get(&proxy, &format!("/bytes?n=102400&i={i}")).await;
@@ -130,15 +135,7 @@ routes:
 #[tokio::test]
 async fn a_response_over_an_eighth_of_the_cache_is_streamed_past_it() {
     let backend = common::Backend::start("1");
-    let proxy = Proxy::start(&format!(
-        "cache: {{ max_size: 1MiB }}
-upstreams:
-  app: {{ servers: [ {{ addr: \"{}\" }} ] }}
-routes:
-  - {{ path: /bytes, upstream: app, cache: 1h }}
-",
-        backend.addr()
-    ));
+    let proxy = small_cache_of_bytes(&backend);
     // 1 MiB / 8 = 128 KiB: the larger body is never stored, the smaller one is.
     for _ in 0..2 {
         let (status, x_cache, body) = get(&proxy, "/bytes?n=140000").await;

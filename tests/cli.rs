@@ -179,6 +179,60 @@ routes:
 }
 
 #[test]
+fn check_only_warns_about_a_port_in_use() {
+    // A running edgeproxy holds its own ports: checking its file must still pass.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &valid_config(port));
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("edgeproxy: warning: ")
+            && stderr.contains(&format!(
+                "cannot listen on 127.0.0.1:{port}: Address already in use"
+            )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_offline_skips_the_access_log_but_reads_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir/access.log");
+    let config = valid_config(free_port()).replace(
+        "server: {",
+        &format!("server: {{ access_log: \"{}\",", missing.display()),
+    );
+    let path = write_config(&dir, &config);
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = edgeproxy(&["check", "--offline", "-c", &path]);
+    assert!(
+        out.status.success(),
+        "the access log was opened offline: {out:?}"
+    );
+
+    // A certificate that is not there fails the offline check all the same.
+    let tls = format!(
+        "  tls: {{ listen: [\"127.0.0.1:{}\"], cert: \"{}\", key: \"{}\" }}\n",
+        free_port(),
+        dir.path().join("missing.crt").display(),
+        dir.path().join("missing.key").display()
+    );
+    let config = format!(
+        "server:\n  listen: [\"127.0.0.1:{}\"]\n{tls}upstreams:\n  app:\n    servers: [ {{ addr: 127.0.0.1:8001 }} ]\nroutes:\n  - {{ path: /, upstream: app }}\n",
+        free_port()
+    );
+    let path = write_config(&dir, &config);
+    let out = edgeproxy(&["check", "--offline", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.crt"), "{stderr}");
+}
+
+#[test]
 fn run_refuses_to_start_on_a_port_in_use() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

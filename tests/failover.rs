@@ -269,6 +269,102 @@ async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent()
 }
 
 #[tokio::test]
+async fn an_http_probe_is_a_get_on_a_new_connection_with_its_host_and_user_agent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (probes, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // One probe per accepted connection: each gets its answer, and the next must come on
+        // a new connection.
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            if probes
+                .send(String::from_utf8_lossy(&seen).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let _proxy = Proxy::start(&upstream(
+        free_port(),
+        "health_check: { type: http, path: /health, host: app.internal, interval: 200ms }",
+        &[format!("{{ addr: \"127.0.0.1:{port}\" }}")],
+    ));
+    for _ in 0..2 {
+        let probe = received
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a probe");
+        let lower = probe.to_ascii_lowercase();
+        assert!(probe.starts_with("GET /health HTTP/1.1\r\n"), "{probe:?}");
+        for line in [
+            "host: app.internal",
+            "connection: close",
+            "user-agent: edgeproxy-health-check",
+        ] {
+            assert!(
+                lower.contains(&format!("\r\n{line}\r\n")),
+                "no {line}: {probe:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_timeout_is_not_retried() {
+    // Both servers take 1 s to answer: a retry would only double the load they are under.
+    let slow_a = RawBackend::answering("", Duration::from_secs(1));
+    let slow_b = RawBackend::answering("", Duration::from_secs(1));
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        "retries: 2\nread_timeout: 300ms",
+        &[
+            format!("{{ addr: \"127.0.0.1:{}\", max_fails: 0 }}", slow_a.port),
+            format!("{{ addr: \"127.0.0.1:{}\", max_fails: 0 }}", slow_b.port),
+        ],
+    ));
+    let resp = client().get(proxy.url("/items")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(
+        slow_a.requests() + slow_b.requests(),
+        1,
+        "the timed-out GET was sent again"
+    );
+    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
+    assert_eq!(metric(metrics_port, retries).await, Some(0.0));
+}
+
+#[tokio::test]
+async fn a_5xx_answer_is_not_a_passive_failure() {
+    let b1 = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        "retries: 1",
+        &[format!(
+            "{{ addr: \"{}\", max_fails: 1, fail_timeout: 10s }}",
+            b1.addr()
+        )],
+    ));
+    // With max_fails: 1, one counted failure would leave no server: 503 from the second on.
+    for _ in 0..5 {
+        let resp = client().get(proxy.url("/status/500")).send().await.unwrap();
+        assert_eq!(resp.status(), 500);
+    }
+    assert_eq!(metric(metrics_port, &up_gauge(&b1.addr())).await, Some(1.0));
+}
+
+#[tokio::test]
 async fn backup_servers_serve_only_while_every_primary_is_down() {
     let p1 = Backend::start("p1");
     let p2 = Backend::start("p2");

@@ -246,6 +246,29 @@ async fn a_body_over_max_body_gets_413_whether_announced_or_chunked() {
 }
 
 #[tokio::test]
+async fn an_announced_body_over_max_body_reaches_no_backend() {
+    let counting = common::RawBackend::start(true);
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  app: {{ servers: [ {{ addr: \"127.0.0.1:{}\" }} ] }}\nroutes:\n  - {{ path: /, upstream: app, max_body: 1KiB }}\n",
+        counting.port
+    ));
+    let post = |size: usize| {
+        client()
+            .post(proxy.url("/upload"))
+            .body(vec![b'x'; size])
+            .send()
+    };
+    assert_eq!(post(4096).await.unwrap().status(), 413);
+    assert_eq!(
+        counting.requests(),
+        0,
+        "the refused request reached the backend"
+    );
+    assert_eq!(post(10).await.unwrap().status(), 200);
+    assert_eq!(counting.requests(), 1);
+}
+
+#[tokio::test]
 async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
     let backend = Backend::start("1");
     let (proxy, metrics) = proxy_with(

@@ -275,6 +275,40 @@ async fn a_backend_that_does_not_connect_gives_504_at_connect_timeout_or_the_nex
 }
 
 #[tokio::test]
+async fn post_models_is_validated_by_the_demo_through_the_proxy() {
+    let b1 = Backend::start("1");
+    let proxy = Proxy::start(&format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])));
+    let post = |body: &'static str| {
+        client()
+            .post(proxy.url("/models"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let resp = post(
+        r#"{"name":"X","pieces":10,"theme":"City","difficulty":"easy","price_us":9.5,"year":2020}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let reply: serde_json::Value = resp.json().await.unwrap();
+    let model = &reply["data"];
+    assert_eq!(
+        (model["name"].as_str(), model["pieces"].as_u64()),
+        (Some("X"), Some(10)),
+        "{reply}"
+    );
+
+    let resp = post(r#"{"name":"","pieces":-1}"#).await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let error: serde_json::Value = resp.json().await.unwrap();
+    let detail = error["detail"]
+        .as_array()
+        .expect("a FastAPI-style detail list");
+    assert!(detail.len() >= 2, "{error}");
+}
+
+#[tokio::test]
 async fn http2_upstreams_get_h2c_and_others_http_1_1() {
     let b1 = Backend::start_with("1", &["--h2c"]);
     let version = |http2: bool| {

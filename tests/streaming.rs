@@ -59,6 +59,13 @@ async fn read_events(resp: reqwest::Response) -> (Vec<(u64, u64)>, Option<reqwes
     }
 }
 
+/// GETs an event stream, which must be answered 200, and reads it to its end.
+async fn stream_events(url: String) -> (Vec<(u64, u64)>, Option<reqwest::Error>) {
+    let resp = client().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    read_events(resp).await
+}
+
 #[tokio::test]
 async fn sse_events_arrive_as_they_are_emitted() {
     let backend = Backend::start("1");
@@ -92,13 +99,7 @@ async fn sse_events_arrive_as_they_are_emitted() {
 async fn an_idle_event_stream_outlives_read_timeout_only_on_an_sse_route() {
     let backend = Backend::start("1");
     let proxy = Proxy::start(&config(&backend, free_port()));
-    let resp = client()
-        .get(proxy.url("/events?interval_ms=1500&count=3"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let (events, error) = read_events(resp).await;
+    let (events, error) = stream_events(proxy.url("/events?interval_ms=1500&count=3")).await;
     assert!(
         error.is_none() && events.len() == 3,
         "{} events, {error:?}",
@@ -109,13 +110,7 @@ async fn an_idle_event_stream_outlives_read_timeout_only_on_an_sse_route() {
     // first event, which the backend sends at once.
     let backend_b = Backend::start("2");
     let proxy_b = Proxy::start(&config(&backend_b, free_port()).replace("sse: true", "sse: false"));
-    let resp = client()
-        .get(proxy_b.url("/events?interval_ms=1500&count=3"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let (events, error) = read_events(resp).await;
+    let (events, error) = stream_events(proxy_b.url("/events?interval_ms=1500&count=3")).await;
     assert!(
         events.len() == 1 && error.is_some(),
         "the stream was not cut after its first event: {} events, {error:?}",
@@ -130,13 +125,7 @@ async fn an_event_stream_silent_for_stream_idle_timeout_is_cut() {
         &config(&backend, free_port()).replace("sse: true", "sse: true, stream_idle_timeout: 2s"),
     );
     // Events every 600 ms for 3 s: never silent for 2 s, so never cut.
-    let resp = client()
-        .get(proxy.url("/events?interval_ms=600&count=5"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let (events, error) = read_events(resp).await;
+    let (events, error) = stream_events(proxy.url("/events?interval_ms=600&count=5")).await;
     assert!(
         events.len() == 5 && error.is_none(),
         "{} events, {error:?}",
@@ -145,13 +134,7 @@ async fn an_event_stream_silent_for_stream_idle_timeout_is_cut() {
 
     // Silent for 3 s after its first event: cut after 2 s of silence.
     let started = Instant::now();
-    let resp = client()
-        .get(proxy.url("/events?interval_ms=3000&count=2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let (events, error) = read_events(resp).await;
+    let (events, error) = stream_events(proxy.url("/events?interval_ms=3000&count=2")).await;
     let elapsed = started.elapsed();
     assert!(
         events.len() == 1 && error.is_some(),
@@ -238,6 +221,11 @@ async fn compress_routes_compress_text_only() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-type"), "text/event-stream");
     assert_eq!(header(&resp, "content-encoding"), "");
+    assert_eq!(
+        header(&resp, "x-accel-buffering"),
+        "no",
+        "an event stream by its type"
+    );
     let (events, error) = read_events(resp).await;
     assert!(
         events.len() == 2 && error.is_none(),
