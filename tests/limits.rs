@@ -303,6 +303,19 @@ async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
         metric(metrics, "edgeproxy_limited_total{limit=\"rate_limit\"}").await,
         Some(limited as f64)
     );
+    // A 429 leaves the connection open: the next request on it is answered.
+    let mut kept = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let mut statuses = Vec::new();
+    while !statuses.contains(&Some(429)) && statuses.len() < 20 {
+        statuses.push(request_on(&mut kept).await);
+    }
+    assert_eq!(statuses.last(), Some(&Some(429)), "{statuses:?}");
+    let next = request_on(&mut kept).await;
+    assert!(
+        matches!(next, Some(200 | 429)),
+        "the connection was closed after a 429: {next:?}"
+    );
+
     // Another client has its own bucket.
     let other = reqwest::Client::builder()
         .local_address(IpAddr::from([127, 0, 0, 2]))

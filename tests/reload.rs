@@ -355,3 +355,51 @@ async fn metrics_allow_changes_on_reload() {
     assert!(proxy.reload(&allow("127.0.0.0/8")));
     assert_eq!(status().await, 200);
 }
+
+#[tokio::test]
+async fn a_server_that_stays_keeps_its_passive_failures_across_a_reload() {
+    let good = Backend::start("good");
+    let dead = free_port();
+    let metrics_port = free_port();
+    let body = |retries: u8| {
+        format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    retries: {retries}
+    servers:
+      - {{ addr: \"127.0.0.1:{dead}\", max_fails: 1, fail_timeout: 60s }}
+      - {{ addr: \"{}\", id: good }}
+routes:
+  - {{ path: /, upstream: app }}
+",
+            good.addr()
+        )
+    };
+    let proxy = Proxy::start(&body(1));
+    let down = format!("edgeproxy_backend_up{{backend=\"127.0.0.1:{dead}\",upstream=\"app\"}}");
+    // Round robin tries the dead server within two requests; one failure takes it out.
+    for _ in 0..2 {
+        let resp = client().get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), instance(&resp)),
+            (200, "good".into())
+        );
+    }
+    assert_eq!(metric(metrics_port, &down).await, Some(0.0));
+
+    // Another retry count, the same servers: the dead one stays out for its 60 s.
+    assert!(proxy.reload(&body(2)), "{}", proxy.log());
+    assert_eq!(metric(metrics_port, &down).await, Some(0.0));
+    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
+    let before = metric(metrics_port, retries).await;
+    for _ in 0..4 {
+        let resp = client().get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(instance(&resp), "good");
+    }
+    assert_eq!(
+        metric(metrics_port, retries).await,
+        before,
+        "the dead server was tried again after the reload"
+    );
+}

@@ -139,6 +139,32 @@ async fn https_with_http2_reaches_the_backend_as_forwarded_https() {
 }
 
 #[tokio::test]
+async fn both_tls_1_2_and_tls_1_3_are_offered() {
+    let (_backend, certs, tls_port, _proxy) = https_proxy("");
+    for version in [
+        reqwest::tls::Version::TLS_1_2,
+        reqwest::tls::Version::TLS_1_3,
+    ] {
+        // A client that speaks only this version.
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(certs.pem.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], tls_port)))
+            .min_tls_version(version)
+            .max_tls_version(version)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let resp = http
+            .get(format!("https://localhost:{tls_port}/"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{version:?}: {e:?}"));
+        assert_eq!(resp.status(), 200, "{version:?}");
+    }
+}
+
+#[tokio::test]
 async fn http2_can_be_turned_off() {
     let (_backend, certs, tls_port, _proxy) = https_proxy("    http2: false\n");
     let resp = get_root(&certs.pem, tls_port).await.unwrap();
