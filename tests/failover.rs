@@ -320,6 +320,36 @@ async fn an_http_probe_is_a_get_on_a_new_connection_with_its_host_and_user_agent
 }
 
 #[tokio::test]
+async fn a_server_down_at_start_never_gets_traffic() {
+    let good = Backend::start("good");
+    let dead = free_port();
+    let metrics_port = free_port();
+    // Probes 10 s apart, passive checks off: only the first probe can keep requests away
+    // from the dead server, and it must have decided by the time the proxy serves.
+    let proxy = Proxy::start(&upstream(
+        metrics_port,
+        "health_check: { type: tcp, interval: 10s }",
+        &[
+            format!("{{ addr: \"127.0.0.1:{dead}\", max_fails: 0 }}"),
+            format!("{{ addr: \"{}\", id: good }}", good.addr()),
+        ],
+    ));
+    for _ in 0..6 {
+        let resp = client().get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), instance(&resp)),
+            (200, "good".into())
+        );
+    }
+    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
+    assert_eq!(
+        metric(metrics_port, retries).await,
+        Some(0.0),
+        "a request went to the server that was down at start"
+    );
+}
+
+#[tokio::test]
 async fn a_read_timeout_is_not_retried() {
     // Both servers take 1 s to answer: a retry would only double the load they are under.
     let slow_a = RawBackend::answering("", Duration::from_secs(1));

@@ -246,6 +246,44 @@ async fn a_body_over_max_body_gets_413_whether_announced_or_chunked() {
 }
 
 #[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_short_one_is_warned_of() {
+    let backend = Backend::start("1");
+    let body = format!(
+        "{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    );
+    let open_files = |proxy: &Proxy| {
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", proxy.child.pid())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // The default max_connections (16384) needs 2 * 16384 + 100 descriptors.
+    let proxy = Proxy::start_with_fd_limits("", &body, 256, 2048);
+    assert_eq!(open_files(&proxy), ["2048", "2048"]);
+    assert!(
+        proxy.log().contains(
+            "the open-file limit is 2048, below the 32868 that server.max_connections (16384) needs"
+        ),
+        "{}",
+        proxy.log()
+    );
+    drop(proxy);
+
+    let proxy = Proxy::start_with_fd_limits("  max_connections: 500", &body, 256, 2048);
+    assert_eq!(open_files(&proxy), ["2048", "2048"]);
+    assert!(!proxy.log().contains("open-file limit"), "{}", proxy.log());
+}
+
+#[tokio::test]
 async fn an_announced_body_over_max_body_reaches_no_backend() {
     let counting = common::RawBackend::start(true);
     let proxy = Proxy::start(&format!(

@@ -220,10 +220,16 @@ impl Proxy {
     /// Starts edgeproxy like [`Proxy::start`], its open-file limit (soft and hard, so that it
     /// cannot raise it) set to `limit`.
     pub fn start_with_fd_limit(body: &str, limit: u64) -> Proxy {
-        Self::start_limited("", body, Some(limit))
+        Self::start_limited("", body, Some((limit, limit)))
     }
 
-    fn start_limited(server: &str, body: &str, fd_limit: Option<u64>) -> Proxy {
+    /// Starts edgeproxy with `server:` keys like [`Proxy::start_with`], its open-file limit
+    /// `soft` with room up to `hard`.
+    pub fn start_with_fd_limits(server: &str, body: &str, soft: u64, hard: u64) -> Proxy {
+        Self::start_limited(server, body, Some((soft, hard)))
+    }
+
+    fn start_limited(server: &str, body: &str, fd_limit: Option<(u64, u64)>) -> Proxy {
         let port = free_port();
         let head = format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n{server}\n");
         let mut proxy = Self::launch(port, &format!("{head}{body}"), fd_limit);
@@ -241,7 +247,7 @@ impl Proxy {
         Self::launch(port, config, None)
     }
 
-    fn launch(port: u16, config: &str, fd_limit: Option<u64>) -> Proxy {
+    fn launch(port: u16, config: &str, fd_limit: Option<(u64, u64)>) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("edgeproxy.yaml");
         std::fs::write(&config_path, config).expect("write config");
@@ -254,10 +260,10 @@ impl Proxy {
             .env("RUST_LOG", "info")
             .stdout(access_log)
             .stderr(log);
-        if let Some(limit) = fd_limit {
+        if let Some((soft, hard)) = fd_limit {
             let limit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
+                rlim_cur: soft,
+                rlim_max: hard,
             };
             // SAFETY: setrlimit is async-signal-safe and only reads the struct, which was
             // built before the fork.
