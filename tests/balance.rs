@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{client, free_port, instance, metric, wait_metric, Backend, Proxy};
+use common::{
+    client, free_port, instance, metric, up_gauge, wait_metric, Backend, Proxy, APP_RETRIES,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -269,7 +271,7 @@ routes:
             b1.addr(),
             b2.addr()
         ));
-        let down = format!("edgeproxy_backend_up{{backend=\"127.0.0.1:{dead}\",upstream=\"app\"}}");
+        let down = up_gauge(&format!("127.0.0.1:{dead}"));
         wait_metric(metrics_port, &down, 0.0, Duration::from_secs(5)).await;
         // Passive checks are off for it: only the health checks keep requests away. For
         // ip_hash, 30 users, some of whom hash to the dead server.
@@ -282,9 +284,8 @@ routes:
                 .unwrap();
             assert_eq!(resp.status(), 200, "{balance}: request {user}");
         }
-        let retries = "edgeproxy_retries_total{upstream=\"app\"}";
         assert_eq!(
-            metric(metrics_port, retries).await,
+            metric(metrics_port, APP_RETRIES).await,
             Some(0.0),
             "{balance} picked the dead server and retried"
         );

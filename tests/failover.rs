@@ -3,16 +3,12 @@
 mod common;
 
 use common::{
-    client, free_port, instance, line_with, metric, raw_status, wait_metric, Backend, Proxy,
-    RawBackend,
+    client, free_port, instance, line_with, metric, raw_status, up_gauge, wait_metric, Backend,
+    Proxy, RawBackend, APP_RETRIES,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-fn up_gauge(backend: &str) -> String {
-    format!("edgeproxy_backend_up{{backend=\"{backend}\",upstream=\"app\"}}")
-}
 
 /// Polls the `up` gauge of `backend` until it is `want`; returns how long that took.
 async fn wait_up(metrics_port: u16, backend: &str, want: bool, limit: Duration) -> Duration {
@@ -246,8 +242,7 @@ async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent()
         (1, 0),
         "the POST was replayed"
     );
-    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
-    assert_eq!(metric(metrics_port, retries).await, Some(0.0));
+    assert_eq!(metric(metrics_port, APP_RETRIES).await, Some(0.0));
 
     let _ = http.get(proxy.url("/")).send().await.unwrap(); // the healthy server's turn
     let resp = http.get(proxy.url("/items")).send().await.unwrap();
@@ -258,7 +253,7 @@ async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent()
     );
     assert_eq!((dying.requests(), healthy.requests()), (2, 2));
     assert_eq!(
-        metric(metrics_port, retries).await,
+        metric(metrics_port, APP_RETRIES).await,
         Some(1.0),
         "exactly the GET was sent again"
     );
@@ -341,9 +336,8 @@ async fn a_server_down_at_start_never_gets_traffic() {
             (200, "good".into())
         );
     }
-    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
     assert_eq!(
-        metric(metrics_port, retries).await,
+        metric(metrics_port, APP_RETRIES).await,
         Some(0.0),
         "a request went to the server that was down at start"
     );
@@ -370,8 +364,7 @@ async fn a_read_timeout_is_not_retried() {
         1,
         "the timed-out GET was sent again"
     );
-    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
-    assert_eq!(metric(metrics_port, retries).await, Some(0.0));
+    assert_eq!(metric(metrics_port, APP_RETRIES).await, Some(0.0));
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, free_port, instance, metric, Backend, Proxy};
+use common::{client, free_port, instance, metric, up_gauge, Backend, Proxy, APP_RETRIES};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -148,7 +148,7 @@ routes:
         )
     };
     let proxy = Proxy::start(&body(1));
-    let silent_up = format!("edgeproxy_backend_up{{backend=\"{silent_addr}\",upstream=\"app\"}}");
+    let silent_up = up_gauge(&silent_addr.to_string());
     common::wait_metric(metrics_port, &silent_up, 0.0, Duration::from_secs(5)).await;
     assert!(proxy.reload(&body(2)));
     let http = client();
@@ -377,7 +377,7 @@ routes:
         )
     };
     let proxy = Proxy::start(&body(1));
-    let down = format!("edgeproxy_backend_up{{backend=\"127.0.0.1:{dead}\",upstream=\"app\"}}");
+    let down = up_gauge(&format!("127.0.0.1:{dead}"));
     // Round robin tries the dead server within two requests; one failure takes it out.
     for _ in 0..2 {
         let resp = client().get(proxy.url("/")).send().await.unwrap();
@@ -391,14 +391,13 @@ routes:
     // Another retry count, the same servers: the dead one stays out for its 60 s.
     assert!(proxy.reload(&body(2)), "{}", proxy.log());
     assert_eq!(metric(metrics_port, &down).await, Some(0.0));
-    let retries = "edgeproxy_retries_total{upstream=\"app\"}";
-    let before = metric(metrics_port, retries).await;
+    let before = metric(metrics_port, APP_RETRIES).await;
     for _ in 0..4 {
         let resp = client().get(proxy.url("/")).send().await.unwrap();
         assert_eq!(instance(&resp), "good");
     }
     assert_eq!(
-        metric(metrics_port, retries).await,
+        metric(metrics_port, APP_RETRIES).await,
         before,
         "the dead server was tried again after the reload"
     );

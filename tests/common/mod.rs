@@ -507,6 +507,14 @@ pub fn read_log(path: &Path) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The series counting retries of the upstream `app`, the one the harness's configs name.
+pub const APP_RETRIES: &str = "edgeproxy_retries_total{upstream=\"app\"}";
+
+/// The readiness gauge of `backend` (its `addr`) in the upstream `app`.
+pub fn up_gauge(backend: &str) -> String {
+    format!("edgeproxy_backend_up{{backend=\"{backend}\",upstream=\"app\"}}")
+}
+
 /// The value of a metric line `name{labels}` on a metrics port; `None` only when that series
 /// is not exported (a labelled counter before its first count). A scrape that fails or is
 /// refused fails the test: it must never read as an absent series, or as zero.
