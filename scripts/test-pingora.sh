@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR=target/pingora-tests
 # apply a socket option and fail when the machine is busy, though they pass alone; no patch
 # touches that code)
 suites=(
-  "pingora-core apps:: services::listening protocols::http::v1:: protocols::l4::stream::tests::test_stream_ connectors::reuse_tests connectors::connect_size_tests"
+  "pingora-core apps:: services::listening protocols::http::v1:: protocols::l4::stream::tests::test_stream_ protocols::l4::write_buffer:: connectors::reuse_tests connectors::connect_size_tests"
   "pingora-proxy tests::"
 )
 for suite in "${suites[@]}"; do
