@@ -273,4 +273,51 @@ mod tests {
         }
         assert_eq!(new.server, running.server);
     }
+
+    #[test]
+    fn listeners_files_tls_and_the_cache_size_are_kept_and_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = crate::tls::testing::self_signed(dir.path(), "localhost");
+        let tls = |listen: &str, http2: bool| {
+            format!(
+                "  tls: {{ listen: [\"{listen}\"], cert: {}, key: {}, http2: {http2} }}\n",
+                cert.display(),
+                key.display()
+            )
+        };
+        let running = config(&tls("127.0.0.1:8443", true), "");
+        let mut new = config(
+            &format!(
+                "  access_log_format: json\n  pid_file: /run/other.pid\n  upgrade_sock: /tmp/other.sock\n{}",
+                tls("127.0.0.1:9443", false)
+            ),
+            "cache: { max_size: 1MiB }\n",
+        );
+        new.server.listen = vec!["127.0.0.1:9090".parse().expect("an address")];
+        let changed = keep_restart_only(&running, &mut new);
+        for key in [
+            "server.listen",
+            "server.access_log_format",
+            "server.pid_file",
+            "server.upgrade_sock",
+            "server.tls.listen",
+            "server.tls.http2",
+            "cache.max_size",
+        ] {
+            assert!(changed.contains(&key), "{key} not named in {changed:?}");
+        }
+        assert_eq!(new.server, running.server);
+        assert_eq!(new.cache, running.cache);
+
+        // Adding or removing HTTPS is one change, and the running side stays.
+        for (was, now) in [
+            (&running, config("", "")),
+            (&config("", ""), running.clone()),
+        ] {
+            let mut now = now;
+            let changed = keep_restart_only(was, &mut now);
+            assert_eq!(changed, ["server.tls (adding or removing HTTPS)"]);
+            assert_eq!(now.server.tls, was.server.tls);
+        }
+    }
 }

@@ -69,6 +69,33 @@ async fn json_lines_go_to_a_file() {
     assert_eq!(entry["instance"], "1");
     assert!(entry["upstream_time"].as_f64().unwrap() >= 0.02, "{entry}");
     assert!(entry["request_time"].as_f64().unwrap() >= entry["upstream_time"].as_f64().unwrap());
+    // The keys as written, not as a parsed map orders them.
+    let keys = [
+        "time",
+        "client",
+        "method",
+        "target",
+        "version",
+        "status",
+        "bytes_sent",
+        "referer",
+        "user_agent",
+        "upstream",
+        "backend",
+        "instance",
+        "upstream_time",
+        "request_time",
+        "retries",
+    ];
+    let at: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            line.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} in {line}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+    assert_eq!(entry.as_object().unwrap().len(), keys.len(), "{line}");
     assert!(proxy.stdout().is_empty());
 }
 
@@ -155,4 +182,94 @@ async fn credentials_never_reach_a_log() {
         );
         assert!(!proxy.log().contains(SECRET), "{format}: {}", proxy.log());
     }
+}
+
+#[tokio::test]
+async fn lines_are_dropped_with_a_warning_when_the_log_falls_behind() {
+    use std::io::BufRead;
+    let b1 = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    // A pipe that its reader opens and then leaves unread: the writer blocks once the pipe's
+    // 64 KiB are full, as on a disk that stopped.
+    let fifo = dir.path().join("access.log");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a plain call with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+    };
+    let proxy = Proxy::start_with(
+        &format!("  access_log: {}", fifo.display()),
+        &format!("{}{ROUTE_ALL}", upstream(&[&b1], &[1])),
+    );
+    let reader = reader.join().unwrap();
+
+    // 3,000 lines of about 1.1 KiB: well past the pipe and the 2 MiB queue.
+    const SENT: usize = 3000;
+    let padding = "x".repeat(1000);
+    let http = client();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, url) = (http.clone(), proxy.url(&format!("/?pad={padding}")));
+            tokio::spawn(async move {
+                for _ in 0..SENT / 4 {
+                    let resp = http.get(&url).send().await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        // Requests do not wait for the log: all of them are answered while it is stuck.
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("requests were held up by the stuck access log")
+            .unwrap();
+    }
+    let warning = line_with(|| proxy.log(), "line(s) dropped so far").await;
+    let warned: usize = warning
+        .split("cannot keep up; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {warning}"));
+
+    // A last request, sent once lines were dropped, then the reader reads at last: what was
+    // queued is written whole (lines of partly filled buffers, this one among them, may come
+    // before older full batches).
+    let resp = http.get(proxy.url("/?last=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut lines, mut last_seen) = (Vec::new(), false);
+    // The backlog comes at the pipe's speed: done once nothing more comes for 2 s.
+    let quiet = Duration::from_secs(2);
+    while let Ok(line) = rx.recv_timeout(if last_seen { quiet } else { quiet * 15 }) {
+        if line.contains("GET /?last=1 ") {
+            last_seen = true;
+        } else {
+            lines.push(line);
+        }
+    }
+    assert!(last_seen, "the last line was never written");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(&padding) && l.contains(" 200 ")),
+        "a line was cut"
+    );
+    assert!(
+        lines.len() + warned <= SENT && lines.len() < SENT,
+        "{} lines written, {warned} dropped",
+        lines.len()
+    );
+    // At least the queue's 2 MiB (of 1.1 KiB lines) made it.
+    assert!(lines.len() > 1800, "{} lines written", lines.len());
 }

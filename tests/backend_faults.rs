@@ -94,8 +94,12 @@ fn serve(mut stream: TcpStream, first: &[u8], then: Then) {
 }
 
 fn proxy_to(backend: &Scripted, metrics: u16) -> Proxy {
+    proxy_retrying(backend, metrics, 0)
+}
+
+fn proxy_retrying(backend: &Scripted, metrics: u16, retries: u8) -> Proxy {
     Proxy::start(&format!(
-        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\nupstreams:\n  app:\n    retries: 0\n    servers:\n      - {{ addr: \"127.0.0.1:{}\", max_fails: 0 }}\n    read_timeout: 1s\nroutes:\n  - {{ path: /, upstream: app }}\n",
+        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\nupstreams:\n  app:\n    retries: {retries}\n    servers:\n      - {{ addr: \"127.0.0.1:{}\", max_fails: 0 }}\n    read_timeout: 1s\nroutes:\n  - {{ path: /, upstream: app }}\n",
         backend.port
     ))
 }
@@ -183,6 +187,29 @@ async fn a_reset_or_stall_mid_body_is_a_cut_response_not_a_complete_one() {
             "{case}"
         );
         next_request_is_good(&proxy).await;
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_retried_once_a_response_byte_has_gone_to_the_client() {
+    let sized = &b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"[..];
+    for (case, then) in [("reset", Then::Reset), ("stall", Then::Stall)] {
+        let backend = Scripted::start(sized, then);
+        let metrics = free_port();
+        let proxy = proxy_retrying(&backend, metrics, 2);
+        let resp = client().get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{case}");
+        assert!(
+            resp.bytes().await.is_err(),
+            "{case}: the cut body read whole"
+        );
+        // Retries are allowed, but the header had gone out: no second connection was tried.
+        assert_eq!(backend.connections.load(Ordering::SeqCst), 1, "{case}");
+        assert_eq!(
+            metric(metrics, common::APP_RETRIES).await,
+            Some(0.0),
+            "{case}"
+        );
     }
 }
 

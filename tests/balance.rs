@@ -404,3 +404,35 @@ routes:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn ip_hash_behind_a_trusted_proxy_hashes_the_forwarded_client() {
+    let (b1, b2, b3) = (
+        Backend::start("1"),
+        Backend::start("2"),
+        Backend::start("3"),
+    );
+    let proxy = Proxy::start_with(
+        "  trusted_proxies: [127.0.0.1/32]",
+        &config("ip_hash", &[(&b1, 1), (&b2, 1), (&b3, 1)], free_port()),
+    );
+    let http = client();
+    let answer = |client: String| {
+        let request = http
+            .get(proxy.url("/"))
+            .header("X-Forwarded-For", client)
+            .send();
+        async move { instance(&request.await.unwrap()) }
+    };
+    // Every request comes from the same peer, 127.0.0.1, which is trusted: were the peer
+    // hashed, all 30 clients would share one server.
+    let mut owner = BTreeMap::new();
+    for n in 1..=30 {
+        owner.insert(n, answer(format!("10.0.0.{n}")).await);
+    }
+    let servers: HashSet<_> = owner.values().collect();
+    assert_eq!(servers.len(), 3, "{owner:?}");
+    for (n, server) in &owner {
+        assert_eq!(&answer(format!("10.0.0.{n}")).await, server, "client {n}");
+    }
+}

@@ -442,3 +442,80 @@ fn a_proxy_that_crashed_fails_its_test() {
     proxy.child.signal("ABRT");
     assert!(proxy.child.wait_exit(Duration::from_secs(5)).is_some());
 }
+
+#[test]
+fn check_without_c_reads_the_default_path() {
+    let out = edgeproxy(&["check"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Valid or not, present or not (on a test machine it is normally missing), the file that
+    // was checked is named.
+    assert!(said.contains("/etc/edgeproxy/edgeproxy.yaml"), "{said}");
+}
+
+/// Starts the binary on `config` with `RUST_LOG` set to `rust_log` (unset if None), until it
+/// answers; returns it with its stdout and stderr files.
+fn run_with_log_filter(
+    dir: &tempfile::TempDir,
+    config: &str,
+    port: u16,
+    rust_log: Option<&str>,
+) -> (common::ChildGuard, std::path::PathBuf, std::path::PathBuf) {
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edgeproxy"));
+    command
+        .args(["-c", config])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let child = common::ChildGuard(command.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::probe_status(port, "/edge-health") != Some(200) {
+        assert!(Instant::now() < deadline, "edgeproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, out, err)
+}
+
+#[test]
+fn diagnostics_go_to_stderr_at_info_unless_rust_log_says_otherwise() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &valid_config(port));
+    let (child, out, err) = run_with_log_filter(&dir, &path, port, None);
+    let started = format!("listening on http://127.0.0.1:{port}");
+    let stderr = common::read_log(&err);
+    assert!(
+        stderr.contains(&started) && stderr.contains(" INFO "),
+        "{stderr}"
+    );
+    let stdout = common::read_log(&out);
+    assert!(!stdout.contains(&started), "{stdout}");
+    drop(child);
+
+    let (_child, _, err) = run_with_log_filter(&dir, &path, port, Some("warn"));
+    let stderr = common::read_log(&err);
+    assert!(!stderr.contains(&started), "{stderr}");
+}
+
+#[test]
+fn the_start_up_log_warns_when_metrics_are_open_to_every_host() {
+    let backend = Backend::start("1");
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"0.0.0.0:{metrics_port}\" }}\n{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    ));
+    let log = proxy.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("metrics.allow"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains(" WARN "), "{warning}");
+}

@@ -80,6 +80,20 @@ async fn killing_a_backend_under_load_fails_no_request_and_it_rejoins_after_rise
         seen.push(instance(&http.get(proxy.url("/")).send().await.unwrap()));
     }
     assert!(seen.contains(&"b".to_string()), "{seen:?}");
+
+    // Each change logged once at INFO, with its reason.
+    let log = proxy.log();
+    let about_b: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains(&format!("upstream app: server {b_addr} is ")))
+        .collect();
+    assert_eq!(about_b.len(), 2, "{log}");
+    assert!(about_b.iter().all(|l| l.contains(" INFO ")), "{about_b:?}");
+    assert!(about_b[0].contains("is down: "), "{about_b:?}");
+    assert!(
+        about_b[1].contains("is up (2 successful check(s))"),
+        "{about_b:?}"
+    );
 }
 
 #[tokio::test]
@@ -265,6 +279,13 @@ async fn a_request_the_server_may_have_acted_on_is_replayed_only_if_idempotent()
 
 #[tokio::test]
 async fn an_http_probe_is_a_get_on_a_new_connection_with_its_host_and_user_agent() {
+    // HTTP/1.1 also to an upstream that gets its requests over h2c.
+    for protocol in ["", "http2: true\n"] {
+        probe_shape(protocol).await;
+    }
+}
+
+async fn probe_shape(protocol: &str) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (probes, received) = std::sync::mpsc::channel();
@@ -292,7 +313,9 @@ async fn an_http_probe_is_a_get_on_a_new_connection_with_its_host_and_user_agent
     });
     let _proxy = Proxy::start(&upstream(
         free_port(),
-        "health_check: { type: http, path: /health, host: app.internal, interval: 200ms }",
+        &format!(
+            "{protocol}health_check: {{ type: http, path: /health, host: app.internal, interval: 200ms }}"
+        ),
         &[format!("{{ addr: \"127.0.0.1:{port}\" }}")],
     ));
     for _ in 0..2 {
@@ -300,7 +323,10 @@ async fn an_http_probe_is_a_get_on_a_new_connection_with_its_host_and_user_agent
             .recv_timeout(Duration::from_secs(5))
             .expect("a probe");
         let lower = probe.to_ascii_lowercase();
-        assert!(probe.starts_with("GET /health HTTP/1.1\r\n"), "{probe:?}");
+        assert!(
+            probe.starts_with("GET /health HTTP/1.1\r\n"),
+            "{protocol}{probe:?}"
+        );
         for line in [
             "host: app.internal",
             "connection: close",
@@ -573,6 +599,16 @@ async fn probes_the_proxy_cannot_send_leave_the_server_up() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A connection to /status opened now stays usable once no new one can be accepted.
+    let status_url = format!("http://127.0.0.1:{metrics_port}/status");
+    let status_client = client();
+    let status = || async {
+        let resp = status_client.get(&status_url).send().await.unwrap();
+        resp.json::<serde_json::Value>().await.unwrap()["upstreams"][0]["servers"][0]["last_probe"]
+            .clone()
+    };
+    assert_eq!(status().await, "ok");
+
     // More idle clients than descriptors: the proxy takes them until it has none left.
     let clients: Vec<_> = (0..LIMIT)
         .map(|_| TcpStream::connect(("127.0.0.1", proxy.port)).unwrap())
@@ -590,6 +626,11 @@ async fn probes_the_proxy_cannot_send_leave_the_server_up() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
+    let shown = status().await;
+    assert!(
+        shown.as_str().is_some_and(|p| p.starts_with("not sent: ")),
+        "{shown}"
+    );
     drop(clients);
     assert_eq!(
         metric(metrics_port, &up_gauge(&backend.addr())).await,
@@ -599,4 +640,87 @@ async fn probes_the_proxy_cannot_send_leave_the_server_up() {
     assert_eq!(metric(metrics_port, &failed).await, Some(0.0));
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// A server on raw sockets that answers each probe after `delay`, sending its answer
+/// `trickle` apart a byte at a time; the time of each connection's arrival goes to the channel.
+fn slow_prober_target(
+    delay: Duration,
+    trickle: Duration,
+) -> (u16, std::sync::mpsc::Receiver<Instant>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (arrived, arrivals) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            if arrived.send(Instant::now()).is_err() {
+                return;
+            }
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(delay);
+                for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" {
+                    if stream.write_all(&[*byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(trickle);
+                }
+            });
+        }
+    });
+    (port, arrivals)
+}
+
+#[tokio::test]
+async fn the_servers_of_an_upstream_are_probed_in_parallel() {
+    // Each answers 800 ms late, within the 2 s timeout: one after the other, the second
+    // probe would start 800 ms after the first.
+    let slow = Duration::from_millis(800);
+    let (first, first_probes) = slow_prober_target(slow, Duration::ZERO);
+    let (second, second_probes) = slow_prober_target(slow, Duration::ZERO);
+    let _proxy = Proxy::start(&upstream(
+        free_port(),
+        "health_check: { type: http, path: /health, interval: 5s, timeout: 2s }",
+        &[
+            format!("{{ addr: \"127.0.0.1:{first}\" }}"),
+            format!("{{ addr: \"127.0.0.1:{second}\" }}"),
+        ],
+    ));
+    let limit = Duration::from_secs(10);
+    let (a, b) = (
+        first_probes.recv_timeout(limit).expect("a probe"),
+        second_probes.recv_timeout(limit).expect("a probe"),
+    );
+    let apart = if a > b { a - b } else { b - a };
+    assert!(apart < Duration::from_millis(400), "probes {apart:?} apart");
+}
+
+#[tokio::test]
+async fn the_probe_timeout_bounds_the_whole_probe() {
+    // Every byte of the answer comes 100 ms after the last: no single read waits long, the
+    // whole answer takes 4 s.
+    let (port, probes) = slow_prober_target(Duration::ZERO, Duration::from_millis(100));
+    let metrics_port = free_port();
+    let _proxy = Proxy::start(&upstream(
+        metrics_port,
+        "health_check: { type: http, path: /health, interval: 5s, timeout: 500ms }",
+        &[format!("{{ addr: \"127.0.0.1:{port}\" }}")],
+    ));
+    let probed = probes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a probe");
+    wait_up(
+        metrics_port,
+        &format!("127.0.0.1:{port}"),
+        false,
+        Duration::from_secs(10),
+    )
+    .await;
+    let took = probed.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(2500),
+        "down {took:?} after the probe began"
+    );
 }

@@ -378,3 +378,34 @@ async fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
         "{idle:?}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_buckets_of_an_unchanged_rate_limited_route() {
+    let backend = Backend::start("1");
+    let metrics = free_port();
+    // One request per 10 s after a burst of 3: a kept bucket stays empty across the test.
+    let config = |rate: &str, extra_route: &str| {
+        format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\n{}routes:\n{extra_route}  - {{ path: /, upstream: app, rate_limit: {{ requests_per_second: {rate}, burst: 3 }} }}\n",
+            upstream(&[&backend], &[1])
+        )
+    };
+    let proxy = Proxy::start(&config("0.1", ""));
+    let http = client();
+    let status = || async { http.get(proxy.url("/")).send().await.unwrap().status() };
+    for _ in 0..3 {
+        assert_eq!(status().await, 200);
+    }
+    assert_eq!(status().await, 429);
+
+    // Another route added, this one unchanged: its bucket is still empty.
+    assert!(proxy.reload(&config("0.1", "  - { path: /other, upstream: app }\n")));
+    assert_eq!(status().await, 429);
+
+    // A changed rate is a new limit, with a full bucket.
+    assert!(proxy.reload(&config("0.2", "")));
+    for _ in 0..3 {
+        assert_eq!(status().await, 200);
+    }
+    assert_eq!(status().await, 429);
+}

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{client, free_port, get_json, get_text, wait_metric, Backend, Proxy};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Scrapes /metrics and checks that a real Prometheus text-format parser accepts it all.
 async fn scrape(metrics_port: u16) -> prometheus_parse::Scrape {
@@ -177,6 +177,20 @@ routes:
     );
     assert!(value(&s, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(value(&s, "process_open_fds", &[]).unwrap() > 0.0);
+    assert!(value(&s, "process_cpu_seconds_total", &[]).unwrap() >= 0.0);
+    let max_fds = value(&s, "process_max_fds", &[]).unwrap();
+    assert!(max_fds >= value(&s, "process_open_fds", &[]).unwrap());
+    // the config asks for worker threads of its own beside the main thread
+    assert!(value(&s, "process_threads", &[]).unwrap() > 2.0);
+    let started = value(&s, "process_start_time_seconds", &[]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 600.0,
+        "{started} vs {now}"
+    );
 }
 
 #[tokio::test]
@@ -286,25 +300,61 @@ routes:
 #[tokio::test]
 async fn status_page_shows_each_server() {
     let good = Backend::start("good");
-    let dead = free_port();
+    let (dead, gone) = (free_port(), free_port());
     let metrics_port = free_port();
-    let _proxy = Proxy::start(&format!(
+    let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
 upstreams:
   app:
     balance: least_conn
     health_check: {{ type: http, path: /health, interval: 200ms, timeout: 200ms }}
     servers: [ {{ addr: \"{}\", id: good, weight: 3 }}, {{ addr: \"127.0.0.1:{dead}\", backup: true }} ]
+  plain:
+    servers: [ {{ addr: \"localhost:{gone}\", max_fails: 1 }} ]
 routes:
+  - {{ path: /plain, upstream: plain }}
   - {{ path: /, upstream: app }}
 ",
         good.addr()
     ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let status = get_json(&format!("http://127.0.0.1:{metrics_port}/status")).await;
+    // A failed request marks the server of `plain` as failed for its fail_timeout.
+    let failed = client().get(proxy.url("/plain")).send().await.unwrap();
+    assert_eq!(failed.status(), 502);
+    let url = format!("http://127.0.0.1:{metrics_port}/status");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = get_json(&url).await;
+        let probed = |i: usize| status["upstreams"][0]["servers"][i]["last_probe"].is_string();
+        if probed(0) && probed(1) {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe shown in time: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let app = &status["upstreams"][0];
     assert_eq!(app["name"], "app");
     assert_eq!(app["balance"], "least_conn");
+    assert_eq!(app["health_check"], true);
+    assert_eq!(app["servers"][0]["addr"], good.addr());
+    assert_eq!(app["servers"][0]["address"], good.addr());
+    assert_eq!(app["servers"][0]["passive_failed"], false);
+    let plain = &status["upstreams"][1];
+    assert_eq!(
+        (plain["name"].as_str(), plain["health_check"].as_bool()),
+        (Some("plain"), Some(false))
+    );
+    let named = &plain["servers"][0];
+    assert_eq!(named["addr"], format!("localhost:{gone}"));
+    // The address the name resolved to, which is what a connection goes to.
+    let resolved = named["address"].as_str().unwrap();
+    assert!(
+        [format!("127.0.0.1:{gone}"), format!("[::1]:{gone}")].contains(&resolved.to_string()),
+        "{named}"
+    );
+    assert_eq!(named["passive_failed"], true, "{named}");
     let (up, down) = (&app["servers"][0], &app["servers"][1]);
     assert_eq!(
         (up["id"].as_str(), up["weight"].as_u64()),

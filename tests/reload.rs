@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{client, free_port, instance, metric, up_gauge, Backend, Proxy, APP_RETRIES};
+use common::{
+    client, free_port, instance, metric, up_gauge, wait_metric, Backend, Proxy, APP_RETRIES,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -187,6 +189,53 @@ async fn watch_reloads_when_the_file_changes() {
     assert!(proxy.log().contains("reloaded "));
 }
 
+#[tokio::test]
+async fn watch_makes_one_reload_of_several_quick_writes() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let metrics_port = free_port();
+    let proxy = Proxy::start_with("  watch: true", &config(metrics_port, &[(&b1, 1)]));
+    // Five saves 100 ms apart, each a valid file: an editor writing in several steps.
+    for weight in 1..=5 {
+        proxy.rewrite(&config(metrics_port, &[(&b1, 1), (&b2, weight)]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ok = "edgeproxy_config_reloads_total{result=\"ok\"}";
+    wait_metric(metrics_port, ok, 1.0, Duration::from_secs(10)).await;
+    // Two more looks at the unchanged file make no second reload.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(metric(metrics_port, ok).await, Some(1.0));
+    assert_eq!(
+        proxy.log().matches("reloaded ").count(),
+        1,
+        "{}",
+        proxy.log()
+    );
+}
+
+#[tokio::test]
+async fn a_restart_only_change_is_logged_and_the_rest_reloads() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&config(metrics_port, &[(&b1, 1)]));
+    let moved = free_port();
+    let body = config(metrics_port, &[(&b2, 1)]).replacen(
+        &format!("listen: \"127.0.0.1:{metrics_port}\""),
+        &format!("listen: \"127.0.0.1:{moved}\""),
+        1,
+    );
+    assert!(proxy.reload(&body));
+    let log = proxy.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("takes a restart"))
+        .unwrap_or_else(|| panic!("no restart-only warning:\n{log}"));
+    assert!(warning.contains("metrics.listen"), "{warning}");
+    // The listener stays where it was; the new servers are in force.
+    assert_eq!(answers(&proxy).await.get("2"), Some(&20));
+    assert!(metric(metrics_port, APP_RETRIES).await.is_some());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", moved)).is_err());
+}
+
 fn edgeproxy(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
         .args(args)
@@ -325,6 +374,12 @@ async fn the_reload_command_refuses_a_file_the_running_process_does_not_read() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+
+    // So is a symbolic link to it.
+    let link = pid_dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&running, &link).unwrap();
+    let out = edgeproxy(&["reload", "-c", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
 }
 
 #[tokio::test]
@@ -401,4 +456,65 @@ routes:
         before,
         "the dead server was tried again after the reload"
     );
+}
+
+#[tokio::test]
+async fn a_reload_changes_balancing_routes_checks_retries_timeouts_and_caching() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let (dead, metrics_port) = (free_port(), free_port());
+    let before = format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    servers: [ {{ addr: \"{}\" }}, {{ addr: \"{}\" }} ]
+routes:
+  - {{ path: /, upstream: app }}
+",
+        b1.addr(),
+        b2.addr()
+    );
+    let proxy = Proxy::start(&before);
+    let http = client();
+    let get = |path: &str| http.get(proxy.url(path)).send();
+    assert_eq!(answers(&proxy).await.len(), 2, "round robin uses both");
+    assert_eq!(get("/slow?ms=1500").await.unwrap().status(), 200);
+    let resp = get("/health").await.unwrap();
+    assert!(resp.headers().get("x-cache").is_none());
+
+    let after = format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    balance: ip_hash
+    read_timeout: 1s
+    retries: 0
+    health_check: {{ type: tcp, interval: 200ms, timeout: 200ms, fall: 1, rise: 1 }}
+    servers: [ {{ addr: \"{}\" }}, {{ addr: \"{}\" }}, {{ addr: \"127.0.0.1:{dead}\" }} ]
+routes:
+  - {{ path: /health, upstream: app, cache: 1h }}
+  - {{ path: /, upstream: app }}
+",
+        b1.addr(),
+        b2.addr()
+    );
+    assert!(proxy.reload(&after), "{}", proxy.log());
+    // The new server's check takes it out.
+    let down = up_gauge(&format!("127.0.0.1:{dead}"));
+    wait_metric(metrics_port, &down, 0.0, Duration::from_secs(5)).await;
+    // One client, one server.
+    assert_eq!(
+        answers(&proxy).await.len(),
+        1,
+        "ip_hash keeps a client on one server"
+    );
+    // The new read_timeout, with no retry of the timed-out request.
+    let retries = metric(metrics_port, APP_RETRIES).await;
+    assert_eq!(get("/slow?ms=1500").await.unwrap().status(), 504);
+    assert_eq!(metric(metrics_port, APP_RETRIES).await, retries);
+    // The new route caches.
+    let statuses: Vec<_> = [get("/health").await.unwrap(), get("/health").await.unwrap()]
+        .iter()
+        .map(|resp| common::header(resp, "x-cache"))
+        .collect();
+    assert_eq!(statuses, ["MISS", "HIT"]);
 }

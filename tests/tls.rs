@@ -185,9 +185,19 @@ async fn a_reload_serves_the_renewed_certificate_and_a_bad_one_changes_nothing()
     let (first, first_der) = (certs.pem.clone(), certs.der.clone());
     let resp = get_root(&first, tls_port).await.unwrap();
     assert_eq!(peer_certificate(&resp), first_der);
+    // A connection opened before the renewal, kept alive by its client.
+    let kept = https_client(&first, tls_port, true);
+    let url = format!("https://localhost:{tls_port}/");
+    let resp = kept.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
 
     let certs = certs.renew();
     assert!(proxy.reload(&body), "the reload is taken");
+    // It goes on with the certificate it shook hands with.
+    let resp = kept.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(peer_certificate(&resp), first_der);
     // A client that trusts only the old certificate is now refused; one that trusts the new
     // one gets it, on a new connection.
     assert!(get_root(&first, tls_port).await.is_err());
@@ -338,4 +348,94 @@ async fn an_idle_http2_connection_is_closed_after_keepalive_timeout() {
     // The client would keep it for 90 s; the proxy closes it once idle for 1 s.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(open().await, Some(0.0));
+}
+
+/// Runs `openssl` with `args`, failing the test if it fails.
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs (scripts/setup.sh --test installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+#[tokio::test]
+async fn keys_of_each_documented_format_and_algorithm_serve() {
+    let backend = Backend::start("1");
+    for (what, generate, begins) in [
+        (
+            "RSA, PKCS#1",
+            &["genrsa", "-traditional", "-out", "KEY", "2048"][..],
+            "-----BEGIN RSA PRIVATE KEY-----",
+        ),
+        (
+            "RSA, PKCS#8",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "KEY",
+            ][..],
+            "-----BEGIN PRIVATE KEY-----",
+        ),
+        (
+            "ECDSA P-256, SEC1",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "KEY",
+            ][..],
+            "-----BEGIN EC PRIVATE KEY-----",
+        ),
+        (
+            "Ed25519, PKCS#8",
+            &["genpkey", "-algorithm", "ed25519", "-out", "KEY"][..],
+            "-----BEGIN PRIVATE KEY-----",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let (key_path, cert_path) = (key.to_str().unwrap(), cert.to_str().unwrap());
+        let generate: Vec<_> = generate
+            .iter()
+            .map(|a| if *a == "KEY" { key_path } else { a })
+            .collect();
+        openssl(&generate);
+        let text = std::fs::read_to_string(&key).unwrap();
+        assert!(text.starts_with(begins), "{what}: {text}");
+        openssl(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            key_path,
+            "-out",
+            cert_path,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ]);
+        let port = free_port();
+        let _proxy = Proxy::start_with(
+            &format!("  tls:\n    listen: [\"127.0.0.1:{port}\"]\n    cert: {cert_path}\n    key: {key_path}\n"),
+            &format!("{}{ROUTE_ALL}", upstream(&[&backend], &[1])),
+        );
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        let resp = get_root(&pem, port)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(resp.status(), 200, "{what}");
+    }
 }

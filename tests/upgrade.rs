@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, upstream, Backend, ChildGuard, Proxy};
+use common::{free_port, line_with, upstream, Backend, ChildGuard, Proxy};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -154,6 +154,27 @@ async fn sigusr2_starts_the_installed_binary_and_hands_over() {
     let new_pid = read_pid(&pid_file).expect("the successor wrote its pid");
     assert_ne!(new_pid, old_pid);
     assert!(alive(new_pid), "the successor serves on");
+}
+
+#[tokio::test]
+async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
+    let backend = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("edgeproxy.pid");
+    let old = upgradable_proxy(&backend, dir.path());
+    let old_pid = old.child.pid();
+    // The new process reads the file the running one started with: now broken.
+    std::fs::write(old.config_path(), "upstreams: [\n").unwrap();
+    old.child.signal("USR2");
+    let abandoned = line_with(|| old.log(), "upgrade abandoned, this process serves on").await;
+    assert!(abandoned.contains("exited"), "{abandoned}");
+    assert_eq!(read_pid(&pid_file), Some(old_pid));
+    // Still listening and serving, on new connections too.
+    for _ in 0..3 {
+        let resp = common::client().get(old.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(alive(old_pid));
 }
 
 #[tokio::test]
