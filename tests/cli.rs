@@ -474,12 +474,8 @@ fn run_with_log_filter(
         Some(filter) => command.env("RUST_LOG", filter),
         None => command.env_remove("RUST_LOG"),
     };
-    let child = common::ChildGuard(command.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while common::probe_status(port, "/edge-health") != Some(200) {
-        assert!(Instant::now() < deadline, "edgeproxy did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = common::ChildGuard(command.spawn().unwrap());
+    common::wait_ready(&mut child, port, "/edge-health", Some(200), "edgeproxy");
     (child, out, err)
 }
 
@@ -504,18 +500,14 @@ fn diagnostics_go_to_stderr_at_info_unless_rust_log_says_otherwise() {
     assert!(!stderr.contains(&started), "{stderr}");
 }
 
-#[test]
-fn the_start_up_log_warns_when_metrics_are_open_to_every_host() {
+#[tokio::test]
+async fn the_start_up_log_warns_when_metrics_are_open_to_every_host() {
     let backend = Backend::start("1");
     let metrics_port = free_port();
     let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"0.0.0.0:{metrics_port}\" }}\n{}routes:\n  - {{ path: /, upstream: app }}\n",
         upstream(&[&backend], &[1])
     ));
-    let log = proxy.log();
-    let warning = log
-        .lines()
-        .find(|l| l.contains("metrics.allow"))
-        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    let warning = common::line_with(|| proxy.log(), "metrics.allow").await;
     assert!(warning.contains(" WARN "), "{warning}");
 }

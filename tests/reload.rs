@@ -224,11 +224,7 @@ async fn a_restart_only_change_is_logged_and_the_rest_reloads() {
         1,
     );
     assert!(proxy.reload(&body));
-    let log = proxy.log();
-    let warning = log
-        .lines()
-        .find(|l| l.contains("takes a restart"))
-        .unwrap_or_else(|| panic!("no restart-only warning:\n{log}"));
+    let warning = common::line_with(|| proxy.log(), "takes a restart").await;
     assert!(warning.contains("metrics.listen"), "{warning}");
     // The listener stays where it was; the new servers are in force.
     assert_eq!(answers(&proxy).await.get("2"), Some(&20));

@@ -269,8 +269,8 @@ async fn compressed_bodies_decode_to_the_original_in_each_encoding() {
     }
 }
 
-/// A WebSocket server on 127.0.0.1 that echoes every text and binary message; its port.
-fn websocket_echo_server() -> u16 {
+#[tokio::test]
+async fn websocket_passes_through_both_ways() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let ws_port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -293,12 +293,6 @@ fn websocket_echo_server() -> u16 {
             }
         });
     });
-    ws_port
-}
-
-#[tokio::test]
-async fn websocket_passes_through_both_ways() {
-    let ws_port = websocket_echo_server();
     let proxy = Proxy::start(&format!(
         "upstreams:\n  ws: {{ servers: [ {{ addr: \"127.0.0.1:{ws_port}\" }} ] }}\nroutes:\n  - {{ path: /, upstream: ws }}\n"
     ));

@@ -119,7 +119,7 @@ pub fn probe_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// Waits until `path` answers with `status`, or with anything if `status` is None.
-fn wait_ready(child: &mut ChildGuard, port: u16, path: &str, status: Option<u16>, what: &str) {
+pub fn wait_ready(child: &mut ChildGuard, port: u16, path: &str, status: Option<u16>, what: &str) {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         if let Some(got) = probe_status(port, path) {
