@@ -228,3 +228,51 @@ async fn a_backend_that_never_answers_gives_504() {
     assert!(failures(metrics, port, "timeout").await >= 1.0);
     drop(listener);
 }
+
+#[tokio::test]
+async fn a_backend_that_stops_reading_a_request_body_gives_504_after_write_timeout() {
+    // Accepts and holds connections but reads nothing, so once the socket buffers are full
+    // each write of the body waits.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let metrics = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}
+upstreams:
+  app:
+    retries: 0
+    servers: [ {{ addr: \"127.0.0.1:{port}\", max_fails: 0 }} ]
+    write_timeout: 1s
+    read_timeout: 30s
+routes:
+  - {{ path: /, upstream: app, max_body: none }}
+"
+    ));
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let _ =
+            writer.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n");
+        let chunk = vec![b'x'; 64 * 1024];
+        while writer.write_all(&chunk).is_ok() && started.elapsed() < Duration::from_secs(20) {}
+    });
+    let mut head = [0; 12];
+    stream
+        .read_exact(&mut head)
+        .expect("an answer before the read timeout");
+    let waited = started.elapsed();
+    assert_eq!(&head, b"HTTP/1.1 504");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(10),
+        "answered after {waited:?}; write_timeout is 1 s, read_timeout 30 s"
+    );
+    assert!(failures(metrics, port, "timeout").await >= 1.0);
+}
