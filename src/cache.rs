@@ -11,6 +11,7 @@ use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheKey, CacheMeta, MemCache, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
+use pingora::{Error, ErrorSource};
 use std::time::{Duration, SystemTime};
 
 /// How long concurrent misses wait for the first one before going upstream themselves.
@@ -75,7 +76,9 @@ pub fn key(req: &RequestHeader) -> CacheKey {
 }
 
 /// Whether a response may be stored, and until when: 200 only, never `no-store`, `private`,
-/// a `Set-Cookie` response or an answer to an `Authorization` request.
+/// a `Set-Cookie` response or an answer to an `Authorization` request. The response's own
+/// `stale-if-error=N` (RFC 5861, which nginx honours too) lets the copy stand in for an
+/// upstream that fails for up to N seconds after `ttl`; see [`serves_stale`].
 pub fn cacheability(req: &RequestHeader, resp: &ResponseHeader, ttl: Duration) -> RespCacheable {
     let control = CacheControl::from_resp_headers(resp);
     let refused = resp.status != 200
@@ -87,8 +90,27 @@ pub fn cacheability(req: &RequestHeader, resp: &ResponseHeader, ttl: Duration) -
     if refused {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
+    let stale_if_error = control
+        .as_ref()
+        .and_then(|c| c.stale_if_error().ok().flatten())
+        .unwrap_or(0);
     let now = SystemTime::now();
-    RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, 0, 0, resp.clone()))
+    RespCacheable::Cacheable(CacheMeta::new(
+        now + ttl,
+        now,
+        0,
+        stale_if_error,
+        resp.clone(),
+    ))
+}
+
+/// Whether an expired copy is served in place of what `error` stopped: only for a failure on
+/// the way to or from the backends (not the client's), and only within the copy's own
+/// `stale-if-error` window, which Pingora checks before asking. `None` asks about
+/// stale-while-revalidate, which is not offered: its background fetch would bypass the
+/// request filters.
+pub fn serves_stale(error: Option<&Error>) -> bool {
+    error.is_some_and(|e| e.esource() != &ErrorSource::Downstream)
 }
 
 #[cfg(test)]
@@ -137,6 +159,34 @@ mod tests {
             &get(&[("authorization", "Bearer x")]),
             &resp(200, &[])
         ));
+    }
+
+    #[test]
+    fn stale_if_error_comes_from_the_response() {
+        let req = get(&[]);
+        let meta = |headers: &[(&str, &str)]| match cacheability(
+            &req,
+            &resp(200, headers),
+            Duration::from_secs(60),
+        ) {
+            RespCacheable::Cacheable(meta) => meta,
+            RespCacheable::Uncacheable(reason) => panic!("{reason:?}"),
+        };
+        let after_ttl = SystemTime::now() + Duration::from_secs(90);
+        let kept = meta(&[("cache-control", "max-age=5, stale-if-error=120")]);
+        assert!(kept.serve_stale_if_error(after_ttl));
+        assert!(!kept.serve_stale_if_error(after_ttl + Duration::from_secs(100)));
+        assert!(!meta(&[]).serve_stale_if_error(after_ttl));
+        assert!(!kept.serve_stale_while_revalidate(after_ttl));
+    }
+
+    #[test]
+    fn stale_copies_stand_in_only_for_upstream_failures() {
+        let failed = |source| Error::create(pingora::ErrorType::ConnectRefused, source, None, None);
+        assert!(serves_stale(Some(&failed(ErrorSource::Upstream))));
+        assert!(serves_stale(Some(&failed(ErrorSource::Unset))));
+        assert!(!serves_stale(Some(&failed(ErrorSource::Downstream))));
+        assert!(!serves_stale(None));
     }
 
     #[test]

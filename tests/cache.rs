@@ -70,6 +70,44 @@ async fn entries_expire_after_the_ttl() {
 }
 
 #[tokio::test]
+async fn an_expired_copy_stands_in_for_a_failing_backend_within_stale_if_error() {
+    let lenient = RawBackend::answering("cache-control: stale-if-error=60\r\n", Duration::ZERO);
+    let plain = RawBackend::answering("", Duration::ZERO);
+    let metrics_port = common::free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  lenient: {{ retries: 0, servers: [ {{ addr: \"127.0.0.1:{}\" }} ] }}
+  plain: {{ retries: 0, servers: [ {{ addr: \"127.0.0.1:{}\" }} ] }}
+routes:
+  - {{ path: /static/, upstream: lenient, cache: 1s }}
+  - {{ path: /plain/, upstream: plain, cache: 1s }}
+",
+        lenient.port, plain.port
+    ));
+    assert_eq!(
+        get(&proxy, "/static/a.css").await,
+        (200, "MISS".into(), "ok".into())
+    );
+    assert_eq!(get(&proxy, "/plain/a.css").await.1, "MISS");
+    lenient.stop_answering();
+    plain.stop_answering();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // First a failed attempt (the backend drops the request), then no server left to try.
+    for attempt in 0..2 {
+        assert_eq!(
+            get(&proxy, "/static/a.css").await,
+            (200, "STALE".into(), "ok".into()),
+            "attempt {attempt}"
+        );
+    }
+    let stale = "edgeproxy_cache_lookups_total{result=\"stale\",route=\"/static/\"}";
+    assert_eq!(common::metric(metrics_port, stale).await, Some(2.0));
+    // Without the directive an expired copy is not served.
+    assert_eq!(get(&proxy, "/plain/a.css").await.0, 502);
+}
+
+#[tokio::test]
 async fn no_store_and_private_responses_are_not_cached() {
     for control in [
         "cache-control: no-store\r\n",
@@ -102,6 +140,33 @@ async fn concurrent_misses_make_one_backend_request() {
         assert_eq!(task.await.unwrap(), (200, "ok".to_string()));
     }
     assert_eq!(backend.requests(), 1, "misses were not coalesced");
+}
+
+#[tokio::test]
+async fn a_waiting_miss_gives_up_after_10_s_and_asks_the_backend_itself() {
+    // Slower than the wait, so the first request still holds the key when the wait ends.
+    let backend = RawBackend::answering("", Duration::from_secs(12));
+    let proxy = proxy(&backend, "1h");
+    let first = tokio::spawn(client().get(proxy.url("/static/slow.css")).send());
+    while backend.requests() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waiting = tokio::spawn(client().get(proxy.url("/static/slow.css")).send());
+    let started = std::time::Instant::now();
+    while backend.requests() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_millis(11_500),
+            "the waiting miss never went to the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(9_500),
+        "the waiting miss went to the backend after {waited:?}, before the first answered"
+    );
+    first.abort();
+    waiting.abort();
 }
 
 #[tokio::test]

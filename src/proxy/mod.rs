@@ -278,6 +278,15 @@ impl ProxyHttp for EdgeProxy {
         })
     }
 
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        cache::serves_stale(error)
+    }
+
     async fn upstream_peer(
         &self,
         session: &mut Session,

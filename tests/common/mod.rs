@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::Message;
 
 /// How long a child may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -440,6 +441,7 @@ pub struct RawBackend {
     /// Its port on 127.0.0.1.
     pub port: u16,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    answer: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RawBackend {
@@ -459,11 +461,12 @@ impl RawBackend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = requests.clone();
+        let answer = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(answer));
+        let (counter, answering) = (requests.clone(), answer.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let counter = counter.clone();
+                let (counter, answering) = (counter.clone(), answering.clone());
                 std::thread::spawn(move || {
                     let mut seen = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -475,7 +478,7 @@ impl RawBackend {
                         if seen.windows(4).any(|w| w == b"\r\n\r\n") {
                             counter.fetch_add(1, Ordering::SeqCst);
                             seen.clear();
-                            if !answer {
+                            if !answering.load(Ordering::SeqCst) {
                                 return;
                             }
                             std::thread::sleep(delay);
@@ -490,7 +493,17 @@ impl RawBackend {
                 });
             }
         });
-        RawBackend { port, requests }
+        RawBackend {
+            port,
+            requests,
+            answer,
+        }
+    }
+
+    /// From now on drops every request, like a server that died.
+    pub fn stop_answering(&self) {
+        self.answer
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Requests read so far.
@@ -692,6 +705,45 @@ pub fn raw_exchange(port: u16, request: &[u8]) -> String {
         ),
     }
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A WebSocket server on 127.0.0.1 that answers each text or binary message with `tag`
+/// followed by the message; returns its port. It runs on a thread of its own until the test
+/// process ends.
+pub fn websocket_echo(tag: &'static str) -> u16 {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        let reply = match msg {
+                            Message::Text(text) => Message::text(format!("{tag}{text}")),
+                            Message::Binary(data) => {
+                                Message::binary([tag.as_bytes(), &data].concat())
+                            }
+                            _ => continue,
+                        };
+                        if ws.send(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
 }
 
 /// The status code at the start of a raw HTTP/1 answer, if there is one.
