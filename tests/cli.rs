@@ -107,6 +107,41 @@ fn check_rejects_an_address_this_host_cannot_listen_on() {
 }
 
 #[test]
+fn check_rejects_a_privileged_port_without_the_capability() {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .expect("Linux's unprivileged port start")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        start > 1,
+        "this host lets anyone bind every port (net.ipv4.ip_unprivileged_port_start = {start}), \
+         so there is no privileged port to try"
+    );
+    let port = start - 1;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &valid_config(port));
+    // Tests may run as root: run the check without CAP_NET_BIND_SERVICE, as a service
+    // started without it would be.
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-net_bind_service",
+            "--bounding-set=-net_bind_service",
+        ])
+        .arg(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(["check", "-c", &path])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("server.listen: cannot listen on 127.0.0.1:{port}"))
+            && stderr.contains("ports below 1024 need root or CAP_NET_BIND_SERVICE"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_rejects_a_pid_file_in_a_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir");

@@ -126,6 +126,116 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
     );
 }
 
+/// The data lines of an event stream until it ends.
+async fn event_data(mut resp: reqwest::Response) -> Vec<String> {
+    let mut text = String::new();
+    while let Some(chunk) = resp.chunk().await.expect("the stream ends cleanly") {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn open_event_streams_and_websockets_finish_on_the_config_they_started_with() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let (ws1, ws2) = (
+        common::websocket_echo("ws1:"),
+        common::websocket_echo("ws2:"),
+    );
+    let metrics_port = free_port();
+    let body = |app: &Backend, ws: u16| {
+        format!(
+            "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"{}\", id: \"{}\" }} ] }}
+  ws: {{ servers: [ {{ addr: \"127.0.0.1:{ws}\" }} ] }}
+routes:
+  - {{ path: /events, upstream: app, sse: true }}
+  - {{ path: /chat, upstream: ws }}
+",
+            app.addr(),
+            app.id
+        )
+    };
+    let proxy = Proxy::start(&body(&b1, ws1));
+    let stream = client()
+        .get(proxy.url("/events?interval_ms=100&count=15"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(instance(&stream), "1");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/chat", proxy.port))
+            .await
+            .unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("ws1:before")
+    );
+
+    assert!(proxy.reload(&body(&b2, ws2)), "swap both servers");
+    // New requests get the new servers at once.
+    let fresh = client()
+        .get(proxy.url("/events?interval_ms=10&count=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(instance(&fresh), "2");
+    assert_eq!(event_data(fresh).await.len(), 1);
+    let (mut fresh_ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/chat", proxy.port))
+            .await
+            .unwrap();
+    fresh_ws.send(Message::text("new")).await.unwrap();
+    assert_eq!(
+        fresh_ws.next().await.unwrap().unwrap(),
+        Message::text("ws2:new")
+    );
+
+    // The open ones stay with the old servers to their end.
+    ws.send(Message::text("after")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("ws1:after")
+    );
+    ws.close(None).await.unwrap();
+    assert_eq!(
+        event_data(stream).await.len(),
+        15,
+        "every event of the old stream"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_stays_keeps_its_inflight_count() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let metrics_port = free_port();
+    let least_conn =
+        |servers: &[(&Backend, u16)]| common::metrics_and_app(metrics_port, "least_conn", servers);
+    let proxy = Proxy::start(&least_conn(&[(&b1, 1)]));
+    let slow = tokio::spawn(client().get(proxy.url("/slow?ms=3000")).send());
+    common::wait_inflight(metrics_port, &b1, 1.0).await;
+    assert!(
+        proxy.reload(&least_conn(&[(&b1, 1), (&b2, 1)])),
+        "add server 2"
+    );
+    common::wait_inflight(metrics_port, &b1, 1.0).await;
+    // Server 1 still counts its slow request, so least_conn sends everything else to 2.
+    let http = client();
+    for i in 0..5 {
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(instance(&resp), "2", "request {i} after the reload");
+    }
+    let resp = slow.await.unwrap().unwrap();
+    assert_eq!((resp.status().as_u16(), instance(&resp)), (200, "1".into()));
+}
+
 #[tokio::test]
 async fn a_server_that_stays_keeps_its_health_so_nothing_flaps() {
     let good = Backend::start("good");

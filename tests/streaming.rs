@@ -271,28 +271,7 @@ async fn compressed_bodies_decode_to_the_original_in_each_encoding() {
 
 #[tokio::test]
 async fn websocket_passes_through_both_ways() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let ws_port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if msg.is_text() || msg.is_binary() {
-                            ws.send(msg).await.unwrap();
-                        }
-                    }
-                });
-            }
-        });
-    });
+    let ws_port = common::websocket_echo("");
     let proxy = Proxy::start(&format!(
         "upstreams:\n  ws: {{ servers: [ {{ addr: \"127.0.0.1:{ws_port}\" }} ] }}\nroutes:\n  - {{ path: /, upstream: ws }}\n"
     ));
