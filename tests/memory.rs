@@ -13,18 +13,18 @@ use tokio::net::TcpStream;
 /// Connections or streams held at once.
 const HELD: usize = 2_000;
 
-// Measured at the budgets' last change (debug build, as the tests run it, patches 0001-0013):
-// 6.5 KiB, 7.4 KiB and 22.7 KiB; the budgets are twice that. Before Pingora's patches
+// Measured at the budgets' last change (debug build, as the tests run it, patches 0001-0017):
+// 4.9 KiB, 6.2 KiB and 18.8 KiB; the budgets are about twice that. Before Pingora's patches
 // (patches/pingora/) an idle connection took 41 KiB and an open event stream 65 KiB.
 
 /// Idle keep-alive connection after a request the proxy answered itself (nginx: under 1 KiB).
-const IDLE_LOCAL_BUDGET: u64 = 13 << 10;
+const IDLE_LOCAL_BUDGET: u64 = 10 << 10;
 /// Idle keep-alive connection after a proxied request, with its pooled upstream connection
 /// (nginx: about 5 KiB).
-const IDLE_PROXIED_BUDGET: u64 = 15 << 10;
+const IDLE_PROXIED_BUDGET: u64 = 13 << 10;
 /// Open event stream: client connection, upstream connection and the request in flight
 /// (nginx: 18 KiB).
-const STREAM_BUDGET: u64 = 46 << 10;
+const STREAM_BUDGET: u64 = 38 << 10;
 
 fn config(backend: &Backend) -> String {
     format!(
