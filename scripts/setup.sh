@@ -2,8 +2,9 @@
 # Installs what building edgeproxy needs on Debian/Ubuntu: a C compiler and cmake (Pingora's
 # zlib-ng and zstd are C libraries built from source) and patch, then prepares the patched
 # Pingora sources (scripts/patch-pingora.sh). With --test, also what checking
-# deploy/ and the tests need: shellcheck, openssl (keys of every format), docker-compose and
-# systemd-analyze from Debian, and the python-hcl2 parser in a virtualenv under target/tools.
+# deploy/ and the tests need: shellcheck, openssl (keys of every format), strace (which
+# thread serves a connection), docker-compose and systemd-analyze from Debian, and the
+# python-hcl2 parser in a virtualenv under target/tools.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ command -v patch >/dev/null 2>&1 || missing+=(patch)
 if $test_tools; then
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)

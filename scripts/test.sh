@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of edgeproxy: formatting, clippy, unit and integration tests,
-# Pingora's own tests of the patched modules, then the offline validation of deploy/.
+# Pingora's own tests of the patched modules, a short run of each fuzz target, then the
+# offline validation of deploy/.
 # Installs the prerequisites and prepares the patched Pingora sources first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +10,5 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
 scripts/test-pingora.sh
+scripts/fuzz-smoke.sh
 deploy/validate.sh

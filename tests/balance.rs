@@ -247,7 +247,7 @@ async fn ip_hash_can_hash_a_header_instead() {
 #[tokio::test]
 async fn every_mode_skips_a_server_its_checks_took_out() {
     let (b1, b2) = (Backend::start("1"), Backend::start("2"));
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     for balance in ["least_conn", "ip_hash", "random", "round_robin"] {
         let metrics_port = free_port();
         let hash_key = if balance == "ip_hash" {
@@ -331,7 +331,7 @@ async fn ip_hash_on_a_cookie_keeps_each_session_and_honours_weights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inflight_counts_return_to_zero_after_aborted_and_failed_requests() {
     let slow = Backend::start("slow");
-    let dead_port = free_port();
+    let (dead_port, _dead_port_held) = common::dead_port();
     let metrics_port = free_port();
     let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}

@@ -134,6 +134,122 @@ fn compose_backends_prometheus_and_config_agree() {
     );
 }
 
+#[test]
+fn images_limits_scrapes_and_grafana_are_as_documented() {
+    // The image edgeproxy runs in: the last stage, on debian:bookworm-slim, as `edgeproxy`.
+    let dockerfile = read("deploy/docker/Dockerfile");
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").skip(1).collect();
+    let stage = |name: &str| {
+        stages
+            .iter()
+            .find(|s| s.lines().next().unwrap().ends_with(&format!(" AS {name}")))
+            .unwrap_or_else(|| panic!("no stage {name}"))
+    };
+    let runtime = stages.last().expect("stages");
+    assert!(runtime.starts_with("base AS edgeproxy"), "{runtime}");
+    assert!(runtime.contains("\nUSER edgeproxy\n"), "{runtime}");
+    assert!(stage("base").starts_with("debian:bookworm-slim AS base"));
+    assert!(stage("base").contains("useradd --system") && stage("base").contains(" edgeproxy\n"));
+
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/docker/docker-compose.yml")).unwrap();
+    let services = &compose["services"];
+    // The seeds' limits: 0.125 CPU/64M, 0.25/128M, 0.25/256M.
+    let limits: Vec<(&str, &str)> = ["app1", "app2", "app3"]
+        .iter()
+        .map(|app| {
+            let l = &services[*app]["deploy"]["resources"]["limits"];
+            (l["cpus"].as_str().unwrap(), l["memory"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        limits,
+        [("0.125", "64M"), ("0.25", "128M"), ("0.25", "256M")]
+    );
+
+    let prometheus: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/docker/prometheus/prometheus.yml")).unwrap();
+    assert_eq!(prometheus["global"]["scrape_interval"].as_str(), Some("5s"));
+
+    let grafana = &services["grafana"]["environment"];
+    assert_eq!(grafana["GF_AUTH_ANONYMOUS_ENABLED"].as_str(), Some("true"));
+    assert_eq!(
+        grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"].as_str(),
+        Some("Viewer")
+    );
+    assert_eq!(
+        grafana["GF_SECURITY_ADMIN_PASSWORD"].as_str(),
+        Some("${GRAFANA_ADMIN_PASSWORD:-admin}")
+    );
+}
+
+/// A systemd unit's `[Service]` settings, each key with its values in order.
+fn service_settings(unit: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut settings = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let service = unit.split("[Service]").nth(1).expect("a [Service] section");
+    let service = service.split("\n[").next().unwrap();
+    for line in service.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((key, value)) = line.split_once('=') {
+            settings.entry(key.into()).or_default().push(value.into());
+        }
+    }
+    settings
+}
+
+#[test]
+fn the_service_unit_is_as_documented() {
+    let unit = service_settings(&read("deploy/ec2/edgeproxy.service"));
+    let one = |key: &str| -> &str {
+        match unit.get(key).map(Vec::as_slice) {
+            Some([value]) => value,
+            other => panic!("{key}: {other:?}"),
+        }
+    };
+    let config = "-c /etc/edgeproxy/edgeproxy.yaml";
+    assert_eq!(one("Type"), "forking");
+    assert_eq!(one("PIDFile"), "/run/edgeproxy/edgeproxy.pid");
+    assert_eq!(
+        one("ExecStart"),
+        format!("/usr/local/bin/edgeproxy -d {config}")
+    );
+    assert_eq!(
+        one("ExecStartPre"),
+        format!("/usr/local/bin/edgeproxy check {config}")
+    );
+    assert_eq!(
+        unit["ExecReload"],
+        [
+            format!("/usr/local/bin/edgeproxy check {config}"),
+            "/bin/kill -HUP $MAINPID".to_string()
+        ],
+        "check first, so a bad file is never signalled"
+    );
+    assert_eq!(one("Restart"), "on-failure");
+    assert_eq!(one("LimitNOFILE"), "1048576");
+    assert_eq!(one("User"), "edgeproxy");
+    assert_eq!(one("AmbientCapabilities"), "CAP_NET_BIND_SERVICE");
+    assert_eq!(one("CapabilityBoundingSet"), "CAP_NET_BIND_SERVICE");
+    for (key, value) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallFilter", "@system-service"),
+    ] {
+        assert_eq!(one(key), value, "{key}");
+    }
+    // The pid file is written where the unit says, inside the runtime directory it creates.
+    let pid_file = std::path::Path::new(one("PIDFile"));
+    assert_eq!(
+        pid_file.parent().unwrap(),
+        std::path::Path::new("/run").join(one("RuntimeDirectory"))
+    );
+    let ec2: serde_yaml::Value = serde_yaml::from_str(&read("deploy/ec2/edgeproxy.yaml")).unwrap();
+    assert_eq!(ec2["server"]["pid_file"].as_str(), Some(one("PIDFile")));
+}
+
 /// The metric names in a PromQL expression.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -197,11 +313,23 @@ async fn the_dashboard_asks_only_for_exported_metrics() {
         "backend up",
         "in flight",
         "5xx",
+        "upstream failures",
+        "backend response time",
+        "connections and event streams",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(wanted)),
             "no panel on {wanted}: {titles:?}"
         );
+    }
+    for metric in [
+        "edgeproxy_upstream_failures_total",
+        "edgeproxy_retries_total",
+        "edgeproxy_upstream_response_seconds_bucket",
+        "edgeproxy_downstream_connections",
+        "edgeproxy_sse_streams",
+    ] {
+        assert!(asked.contains(metric), "no panel asks for {metric}");
     }
     let latency = serde_json::to_string(&dashboard).unwrap();
     for quantile in ["0.50", "0.95", "0.99"] {

@@ -99,7 +99,7 @@ async fn killing_a_backend_under_load_fails_no_request_and_it_rejoins_after_rise
 #[tokio::test]
 async fn http_checks_judge_by_status_and_tcp_checks_by_connect() {
     let a = Backend::start("a");
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let metrics_port = free_port();
     let check = |path: &str, expect: &str| {
         format!("health_check: {{ type: http, path: {path}, {expect} interval: 200ms, timeout: 200ms, fall: 1, rise: 1 }}")
@@ -161,7 +161,7 @@ async fn http_checks_judge_by_status_and_tcp_checks_by_connect() {
 #[tokio::test]
 async fn passive_failures_skip_a_server_for_fail_timeout_then_try_it_again() {
     let good = Backend::start("good");
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let metrics_port = free_port();
     let proxy = Proxy::start(&upstream(
         metrics_port,
@@ -202,7 +202,7 @@ async fn passive_failures_skip_a_server_for_fail_timeout_then_try_it_again() {
 #[tokio::test]
 async fn retries_move_a_refused_request_to_another_server() {
     let good = Backend::start("good");
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let proxy = Proxy::start(&upstream(
         free_port(),
         "retries: 1",
@@ -343,7 +343,7 @@ async fn probe_shape(protocol: &str) {
 #[tokio::test]
 async fn a_server_down_at_start_never_gets_traffic() {
     let good = Backend::start("good");
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let metrics_port = free_port();
     // Probes 10 s apart, passive checks off: only the first probe can keep requests away
     // from the dead server, and it must have decided by the time the proxy serves.

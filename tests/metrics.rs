@@ -31,7 +31,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 #[tokio::test]
 async fn counters_match_the_traffic_sent() {
     let (b1, b2) = (Backend::start("1"), Backend::start("2"));
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let metrics_port = free_port();
     let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
@@ -196,7 +196,7 @@ routes:
 #[tokio::test]
 async fn retries_health_checks_streams_connections_and_cache_are_counted() {
     let good = Backend::start("good");
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let metrics_port = free_port();
     let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
@@ -300,7 +300,7 @@ routes:
 #[tokio::test]
 async fn status_page_shows_each_server() {
     let good = Backend::start("good");
-    let (dead, gone) = (free_port(), free_port());
+    let ((dead, _dead_held), (gone, _gone_held)) = (common::dead_port(), common::dead_port());
     let metrics_port = free_port();
     let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{client, header, instance, upstream, Backend, Proxy};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 const ROUTE_ALL: &str = "routes:\n  - { path: /, upstream: app }\n";
@@ -173,7 +173,7 @@ async fn no_matching_route_is_a_404_from_the_proxy() {
 
 #[tokio::test]
 async fn health_path_is_answered_without_any_backend() {
-    let dead_port = common::free_port();
+    let (dead_port, _dead_port_held) = common::dead_port();
     let proxy = Proxy::start_with(
         "  health_path: /nginx-health",
         &format!("upstreams:\n  app: {{ servers: [ {{ addr: \"127.0.0.1:{dead_port}\" }} ] }}\n{ROUTE_ALL}"),
@@ -191,7 +191,7 @@ async fn health_path_is_answered_without_any_backend() {
 
 #[tokio::test]
 async fn a_dead_backend_gives_a_quick_502() {
-    let dead_port = common::free_port();
+    let (dead_port, _dead_port_held) = common::dead_port();
     let proxy = Proxy::start(&format!(
         "upstreams:\n  app:\n    servers: [ {{ addr: \"127.0.0.1:{dead_port}\" }} ]\n    connect_timeout: 1s\n{ROUTE_ALL}"
     ));
@@ -357,5 +357,147 @@ async fn connect_is_refused_by_edgeproxy_and_logged_and_counted() {
         )
         .await,
         Some(1.0)
+    );
+}
+
+/// The thread ids that made system calls on each client connection, by the client's port,
+/// read from an `strace -f -yy` log (each line starts with the thread id).
+fn threads_by_client_port(trace: &str, proxy_port: u16) -> BTreeMap<u16, BTreeSet<u32>> {
+    let mut threads = BTreeMap::<u16, BTreeSet<u32>>::new();
+    let needle = format!("127.0.0.1:{proxy_port}->127.0.0.1:");
+    for line in trace.lines() {
+        let (Some((tid, _)), Some((_, rest))) = (line.split_once(' '), line.split_once(&needle))
+        else {
+            continue;
+        };
+        let port = rest.split(']').next().and_then(|p| p.parse().ok());
+        if let (Ok(tid), Some(port)) = (tid.parse(), port) {
+            threads.entry(port).or_default().insert(tid);
+        }
+    }
+    threads
+}
+
+/// Reads one response with a `Content-Length` body off a keep-alive connection.
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut answer = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .expect("a Content-Length")
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .expect("the rest of the response within the read timeout");
+        assert!(n > 0, "the proxy closed a keep-alive connection");
+        answer.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_client_connection_stays_on_the_thread_it_was_given() {
+    use std::io::{Read, Write};
+    let backend = Backend::start("1");
+    // Two worker threads, as every test proxy has.
+    let proxy = Proxy::start(&format!(
+        "{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    ));
+    let trace_file = proxy.dir.path().join("strace.log");
+    let mut strace = common::ChildGuard(
+        std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-yy",
+                "-e",
+                "trace=read,write,recvfrom,sendto,readv,writev",
+            ])
+            .arg("-o")
+            .arg(&trace_file)
+            .args(["-p", &proxy.child.pid().to_string()])
+            .spawn()
+            .expect("strace (apt-get install strace) runs"),
+    );
+    // Attached once a request's reads show in the trace.
+    let attached = Instant::now();
+    loop {
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = probe.local_addr().unwrap().port();
+        probe
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let _ = probe.read_to_end(&mut Vec::new());
+        let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
+        if threads_by_client_port(&trace, proxy.port).contains_key(&port) {
+            break;
+        }
+        assert!(
+            attached.elapsed() < Duration::from_secs(10),
+            "strace never attached"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Sixteen keep-alive connections, their requests interleaved, so that a runtime moving
+    // tasks between threads would move some of them.
+    let mut clients: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| {
+            let client = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            client
+        })
+        .collect();
+    for _ in 0..10 {
+        for client in &mut clients {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert!(read_response(client).starts_with("HTTP/1.1 200 "));
+        }
+    }
+    let ports: BTreeSet<u16> = clients
+        .iter()
+        .map(|c| c.local_addr().unwrap().port())
+        .collect();
+    drop(clients);
+    strace.signal("INT");
+    strace.wait_exit(Duration::from_secs(10));
+
+    let trace = std::fs::read_to_string(&trace_file).unwrap();
+    let threads = threads_by_client_port(&trace, proxy.port);
+    let mut used = BTreeSet::new();
+    for port in ports {
+        let on = threads.get(&port).cloned().unwrap_or_default();
+        assert_eq!(
+            on.len(),
+            1,
+            "connection from port {port} was served by threads {on:?}"
+        );
+        used.extend(on);
+    }
+    assert_eq!(
+        used.len(),
+        2,
+        "sixteen connections on one of two threads: {used:?}"
     );
 }

@@ -520,7 +520,7 @@ async fn metrics_allow_changes_on_reload() {
 #[tokio::test]
 async fn a_server_that_stays_keeps_its_passive_failures_across_a_reload() {
     let good = Backend::start("good");
-    let dead = free_port();
+    let (dead, _dead_held) = common::dead_port();
     let metrics_port = free_port();
     let body = |retries: u8| {
         format!(

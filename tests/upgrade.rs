@@ -129,6 +129,61 @@ async fn a_binary_upgrade_refuses_no_connection() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_process_keeps_accepting_for_the_hand_over_window() {
+    let backend = Backend::start("1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = upgradable_proxy(&backend, dir.path());
+    let mut new = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+            .args(["-u", "-c", old.config_path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_file(&dir.path().join("upgrade.sock"), &mut new);
+    // No request before the hand-over, so every line the old process logs is one it accepted
+    // after it.
+    old.child.signal("QUIT");
+    let handed_over = Instant::now();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut answered = 0;
+    while handed_over.elapsed() < Duration::from_secs(4) {
+        if let Ok(resp) = http.get(old.url("/")).send().await {
+            answered += usize::from(resp.status() == 200);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = old
+        .child
+        .wait_exit(Duration::from_secs(15))
+        .expect("the old process exits");
+    let lived = handed_over.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        lived >= Duration::from_millis(4900),
+        "the old process exited {lived:?} after the hand-over"
+    );
+    let by_old = old
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("\"GET / "))
+        .count();
+    assert!(
+        by_old > 0 && by_old < answered,
+        "the old process served {by_old} of {answered} requests sent in the window"
+    );
+    assert!(
+        new.0.try_wait().unwrap().is_none(),
+        "the new process serves on"
+    );
+}
+
 /// Kills the process named in a pid file when dropped: a successor is not our child.
 struct PidFileGuard(PathBuf);
 

@@ -24,6 +24,23 @@ pub fn free_port() -> u16 {
         .expect("an ephemeral port")
 }
 
+/// A port on 127.0.0.1 held by a socket that is bound but does not listen, for as long as the
+/// returned guard lives: a connect to it is refused, as to a server that is down, and neither
+/// the kernel nor a parallel test can hand the port to anything else meanwhile. (A port from
+/// [`free_port`] is free only until someone else takes it.)
+pub fn dead_port() -> (u16, DeadPort) {
+    // Without SO_REUSEADDR, which std's listeners set, nothing else can bind the port.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("an ephemeral port");
+    let port = socket.local_addr().expect("its address").port();
+    (port, DeadPort(socket))
+}
+
+/// Holds the port of [`dead_port`].
+pub struct DeadPort(tokio::net::TcpSocket);
+
 /// A listener whose accept queue is full and never drained: the kernel drops further SYNs, so
 /// a connect to it hangs until the connecting side gives up, as to a host that is down.
 pub struct FullListener {
