@@ -16,18 +16,28 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long a child may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A port nothing listens on right now.
+/// A port on 127.0.0.1 reserved for the rest of the test process, for the test to hand to a
+/// process it starts. It is held by a socket that is bound, with SO_REUSEADDR, and never
+/// listens: the kernel gives the port to no other bind(:0) or outgoing connection, so no
+/// parallel test can take it, while the process it is meant for can still bind and listen on
+/// it (Pingora's and std's listeners set SO_REUSEADDR too). Until then a connect to it is
+/// refused.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
+    use std::os::fd::IntoRawFd;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("an ephemeral port");
+    let port = socket.local_addr().expect("its address").port();
+    // Left open on purpose: the reservation lasts as long as the test process.
+    let _held = socket.into_raw_fd();
+    port
 }
 
 /// A port on 127.0.0.1 held by a socket that is bound but does not listen, for as long as the
-/// returned guard lives: a connect to it is refused, as to a server that is down, and neither
-/// the kernel nor a parallel test can hand the port to anything else meanwhile. (A port from
-/// [`free_port`] is free only until someone else takes it.)
+/// returned guard lives: a connect to it is refused, as to a server that is down, and, unlike
+/// a [`free_port`], nothing can bind it meanwhile, not even on purpose.
 pub fn dead_port() -> (u16, DeadPort) {
     // Without SO_REUSEADDR, which std's listeners set, nothing else can bind the port.
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
