@@ -148,7 +148,12 @@ async fn a_waiting_miss_gives_up_after_10_s_and_asks_the_backend_itself() {
     let backend = RawBackend::answering("", Duration::from_secs(12));
     let proxy = proxy(&backend, "1h");
     let first = tokio::spawn(client().get(proxy.url("/static/slow.css")).send());
+    let sent = std::time::Instant::now();
     while backend.requests() == 0 {
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "the first miss never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let waiting = tokio::spawn(client().get(proxy.url("/static/slow.css")).send());

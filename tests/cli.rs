@@ -304,11 +304,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period(
 
     let signalled = Instant::now();
     proxy.child.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", proxy.port)).is_err(),
-        "still accepting after SIGTERM"
-    );
+    wait_refused(proxy.port).await;
 
     let resp = slow
         .await
@@ -327,6 +323,19 @@ async fn sigterm_finishes_in_flight_requests_then_exits_before_the_grace_period(
     );
 }
 
+/// Waits until connections to `port` are refused, failing the test if they still are
+/// accepted 3 s on.
+async fn wait_refused(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 3 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until the proxy has accepted `n` client connections.
 async fn wait_connections(metrics_port: u16, n: f64) {
     let open = "edgeproxy_downstream_connections";
@@ -343,7 +352,8 @@ async fn sigterm_answers_a_request_sent_late_on_a_connection_accepted_before_it(
 
     let signalled = Instant::now();
     proxy.child.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sent once the proxy has stopped accepting, so well after SIGTERM was handled.
+    wait_refused(proxy.port).await;
     late.write_all(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n")
         .unwrap();
     let mut answer = String::new();

@@ -445,7 +445,7 @@ async fn backup_servers_serve_only_while_every_primary_is_down() {
     };
     assert!(ids(20).await.iter().all(|id| id != "spare"));
 
-    let p1_addr = p1.addr();
+    let (p1_addr, p2_addr) = (p1.addr(), p2.addr());
     drop(p1);
     drop(p2);
     assert!(
@@ -453,9 +453,21 @@ async fn backup_servers_serve_only_while_every_primary_is_down() {
         "retries reach the backup at once"
     );
 
-    // Down for longer than the checks need to see it (fall 2 × 300ms + 200ms); coming back
-    // then clears the passive failure mark too.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Once the checks have seen both down (fall: 2 failed checks each; the passive mark of
+    // the retries above already reads as down), coming back clears the passive mark too.
+    for addr in [&p1_addr, &p2_addr] {
+        let failed = format!(
+            "edgeproxy_health_checks_total{{backend=\"{addr}\",result=\"fail\",upstream=\"app\"}}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while metric(metrics_port, &failed).await.unwrap_or(0.0) < 2.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} not checked down twice in 3 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     assert!(ids(5).await.iter().all(|id| id == "spare"));
     let _p1 = Backend::start_on(p1_port, "p1", &[]);
     wait_up(metrics_port, &p1_addr, true, Duration::from_secs(3)).await;
@@ -521,7 +533,12 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
     let pid = proxy.child.pid();
     // The readiness probe's connection may still be closing: start from a settled count.
     let mut settled = fds_below(pid, LIMIT);
+    let settling = Instant::now();
     loop {
+        assert!(
+            settling.elapsed() < Duration::from_secs(10),
+            "the proxy's descriptor count never settled"
+        );
         std::thread::sleep(Duration::from_millis(300));
         let now = fds_below(pid, LIMIT);
         if now == settled {

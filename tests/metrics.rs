@@ -233,7 +233,29 @@ routes:
         .await
         .unwrap();
     stream.chunk().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // Two rounds of checks of each server, then one scrape holds everything below.
+    let rounds = |backend: String, result: &str| {
+        format!(
+            "edgeproxy_health_checks_total{{backend=\"{backend}\",result=\"{result}\",upstream=\"app\"}}"
+        )
+    };
+    let (dead_failed, good_passed) = (
+        rounds(format!("127.0.0.1:{dead}"), "fail"),
+        rounds(good.addr(), "ok"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::metric(metrics_port, &dead_failed)
+        .await
+        .unwrap_or(0.0)
+        < 2.0
+        || common::metric(metrics_port, &good_passed)
+            .await
+            .unwrap_or(0.0)
+            < 2.0
+    {
+        assert!(Instant::now() < deadline, "no two rounds of checks in 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let s = scrape(metrics_port).await;
     let gauge = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
