@@ -7,6 +7,7 @@ use common::{
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
 
 fn config(metrics_port: u16, servers: &[(&Backend, u16)]) -> String {
     common::metrics_and_app(metrics_port, "round_robin", servers)
@@ -138,10 +139,34 @@ async fn event_data(mut resp: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+type Chat =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to the proxy's `/chat`, opened within 5 s.
+async fn chat(port: u16) -> Chat {
+    let url = format!("ws://127.0.0.1:{port}/chat");
+    let connect = tokio_tungstenite::connect_async(url);
+    let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .expect("the WebSocket opens within 5 s")
+        .expect("the WebSocket opens");
+    ws
+}
+
+/// Sends `text` and returns the text of the reply, which must come within 5 s.
+async fn ask(ws: &mut Chat, text: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(Message::text(text)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a reply within 5 s")
+        .expect("the socket stays open")
+        .expect("a message");
+    reply.into_text().expect("a text reply").to_string()
+}
+
 #[tokio::test]
 async fn open_event_streams_and_websockets_finish_on_the_config_they_started_with() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let (b1, b2) = (Backend::start("1"), Backend::start("2"));
     let (ws1, ws2) = (
         common::websocket_echo("ws1:"),
@@ -169,15 +194,8 @@ routes:
         .await
         .unwrap();
     assert_eq!(instance(&stream), "1");
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/chat", proxy.port))
-            .await
-            .unwrap();
-    ws.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        ws.next().await.unwrap().unwrap(),
-        Message::text("ws1:before")
-    );
+    let mut ws = chat(proxy.port).await;
+    assert_eq!(ask(&mut ws, "before").await, "ws1:before");
 
     assert!(proxy.reload(&body(&b2, ws2)), "swap both servers");
     // New requests get the new servers at once.
@@ -188,22 +206,11 @@ routes:
         .unwrap();
     assert_eq!(instance(&fresh), "2");
     assert_eq!(event_data(fresh).await.len(), 1);
-    let (mut fresh_ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/chat", proxy.port))
-            .await
-            .unwrap();
-    fresh_ws.send(Message::text("new")).await.unwrap();
-    assert_eq!(
-        fresh_ws.next().await.unwrap().unwrap(),
-        Message::text("ws2:new")
-    );
+    let mut fresh_ws = chat(proxy.port).await;
+    assert_eq!(ask(&mut fresh_ws, "new").await, "ws2:new");
 
     // The open ones stay with the old servers to their end.
-    ws.send(Message::text("after")).await.unwrap();
-    assert_eq!(
-        ws.next().await.unwrap().unwrap(),
-        Message::text("ws1:after")
-    );
+    assert_eq!(ask(&mut ws, "after").await, "ws1:after");
     ws.close(None).await.unwrap();
     assert_eq!(
         event_data(stream).await.len(),
