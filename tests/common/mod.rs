@@ -24,15 +24,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// refused.
 pub fn free_port() -> u16 {
     use std::os::fd::IntoRawFd;
+    let (port, socket) = bound_port(true);
+    // Left open on purpose: the reservation lasts as long as the test process.
+    let _held = socket.into_raw_fd();
+    port
+}
+
+/// A socket bound to an ephemeral port of 127.0.0.1, never listening, and that port.
+fn bound_port(reuse_addr: bool) -> (u16, tokio::net::TcpSocket) {
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.set_reuseaddr(reuse_addr).expect("SO_REUSEADDR");
     socket
         .bind("127.0.0.1:0".parse().unwrap())
         .expect("an ephemeral port");
     let port = socket.local_addr().expect("its address").port();
-    // Left open on purpose: the reservation lasts as long as the test process.
-    let _held = socket.into_raw_fd();
-    port
+    (port, socket)
 }
 
 /// A port on 127.0.0.1 held by a socket that is bound but does not listen, for as long as the
@@ -40,11 +46,7 @@ pub fn free_port() -> u16 {
 /// a [`free_port`], nothing can bind it meanwhile, not even on purpose.
 pub fn dead_port() -> (u16, DeadPort) {
     // Without SO_REUSEADDR, which std's listeners set, nothing else can bind the port.
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket
-        .bind("127.0.0.1:0".parse().unwrap())
-        .expect("an ephemeral port");
-    let port = socket.local_addr().expect("its address").port();
+    let (port, socket) = bound_port(false);
     (port, DeadPort(socket))
 }
 
