@@ -95,6 +95,12 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     keep(&mut changed, "server.watch", &was.watch, &mut now.watch);
     keep(
         &mut changed,
+        "server.preserve_header_case",
+        &was.preserve_header_case,
+        &mut now.preserve_header_case,
+    );
+    keep(
+        &mut changed,
         "server.upgrade_sock",
         &was.upgrade_sock,
         &mut now.upgrade_sock,
@@ -259,7 +265,7 @@ mod tests {
     fn every_restart_only_server_key_is_kept_and_named() {
         let running = config("", "");
         let mut new = config(
-            "  threads: 3\n  grace_period: 7s\n  access_log: off\n  watch: true\n",
+            "  threads: 3\n  grace_period: 7s\n  access_log: off\n  watch: true\n  preserve_header_case: true\n",
             "",
         );
         let changed = keep_restart_only(&running, &mut new);
@@ -268,6 +274,7 @@ mod tests {
             "server.grace_period",
             "server.access_log",
             "server.watch",
+            "server.preserve_header_case",
         ] {
             assert!(changed.contains(&key), "{key} not named in {changed:?}");
         }

@@ -501,3 +501,51 @@ fn a_client_connection_stays_on_the_thread_it_was_given() {
         "sixteen connections on one of two threads: {used:?}"
     );
 }
+
+/// One exchange through the proxy with raw sockets on both sides: what the backend received,
+/// and what the client received.
+fn raw_exchange(server_keys: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let seen = std::thread::spawn(move || {
+        let (mut conn, _) = backend.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Backend-Name: b\r\n\r\nok")
+            .unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    let proxy = Proxy::start_with(
+        server_keys,
+        &format!(
+            "upstreams:\n  app:\n    servers: [ {{ addr: \"127.0.0.1:{port}\" }} ]\n{ROUTE_ALL}"
+        ),
+    );
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Client-Name: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    (seen.join().unwrap(), answer)
+}
+
+#[test]
+fn header_names_are_lowercased_unless_their_case_is_to_be_kept() {
+    let (request, response) = raw_exchange("");
+    assert!(request.contains("\r\nx-client-name: a\r\n"), "{request}");
+    assert!(request.contains("\r\nHost: x\r\n"), "{request}");
+    assert!(response.contains("\r\nx-backend-name: b\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nok"), "{response}");
+
+    let (request, response) = raw_exchange("  preserve_header_case: true");
+    assert!(request.contains("\r\nX-Client-Name: a\r\n"), "{request}");
+    assert!(response.contains("\r\nX-Backend-Name: b\r\n"), "{response}");
+}

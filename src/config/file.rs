@@ -39,6 +39,8 @@ pub struct FileServer {
     pub upgrade_sock: Option<String>,
     #[serde(default)]
     pub watch: bool,
+    #[serde(default)]
+    pub preserve_header_case: bool,
     pub tls: Option<FileTls>,
     pub trusted_proxies: Option<Vec<Cidr>>,
     pub max_header_size: Option<ByteSize>,

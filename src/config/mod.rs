@@ -52,6 +52,9 @@ pub struct ServerSettings {
     pub upgrade_sock: std::path::PathBuf,
     /// Reload when the config file (or a certificate file) changes.
     pub watch: bool,
+    /// Write HTTP/1 header names in the case they were received in, as nginx does, instead
+    /// of lowercase (HAProxy's and Envoy's default). Restart-only.
+    pub preserve_header_case: bool,
     /// HTTPS listeners, if any.
     pub tls: Option<Tls>,
     /// Proxies in front whose `X-Forwarded-For` is believed.

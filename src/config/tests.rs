@@ -707,6 +707,17 @@ fn pid_file_and_watch_are_read_and_checked() {
     let config = parse_ok(&with("pid_file: /run/edgeproxy.pid, watch: true"));
     assert_eq!(config.server.pid_file, Some("/run/edgeproxy.pid".into()));
     assert!(config.server.watch);
+    assert!(!config.server.preserve_header_case);
+    assert!(
+        parse_ok(&with("preserve_header_case: true"))
+            .server
+            .preserve_header_case
+    );
+    assert_err(
+        &with("preserve_header_case: 1"),
+        "server.preserve_header_case",
+        "invalid type",
+    );
     assert_err(
         &with("pid_file: edgeproxy.pid"),
         "server.pid_file",

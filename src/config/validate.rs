@@ -177,6 +177,7 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         pid_file,
         upgrade_sock,
         watch: file.watch,
+        preserve_header_case: file.preserve_header_case,
         tls,
         trusted_proxies: file.trusted_proxies.unwrap_or_default(),
         limits,

@@ -34,18 +34,25 @@ pub struct EdgeProxy {
     inflight: Inflight,
     cache: ResponseCache,
     access_log: AccessLog,
+    /// `!server.preserve_header_case`, for the upstream side of each request (the client
+    /// side is set once, in the server options).
+    drop_header_case: bool,
 }
 
 impl EdgeProxy {
     /// A proxy serving the snapshot in force, counting its requests in `inflight`, logging
     /// them to `access_log`.
     pub fn new(live: Arc<LiveSnapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
-        let cache = ResponseCache::new(live.load().config.cache.max_size);
+        let snapshot = live.load();
+        let config = &snapshot.config;
+        let cache = ResponseCache::new(config.cache.max_size);
+        let drop_header_case = !config.server.preserve_header_case;
         Self {
             live,
             inflight,
             cache,
             access_log,
+            drop_header_case,
         }
     }
 }
@@ -310,6 +317,7 @@ impl ProxyHttp for EdgeProxy {
             return Error::e_explain(ErrorType::HTTPStatus(status), "no server left to try");
         };
         let mut peer = pool.servers()[index].peer(pool.address(index));
+        peer.options.drop_header_case = self.drop_header_case;
         if let Some(route) = ctx.route().filter(|r| r.sse) {
             // An event stream may be quiet for long; read_timeout is for ordinary answers.
             peer.options.read_timeout = Some(route.stream_idle_timeout);
