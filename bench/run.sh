@@ -13,6 +13,9 @@
 #   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse
 #   BASELINE=FILE bench/run.sh               also run FILE, an earlier edgeproxy build, with
 #                                            the same config in the same rounds (A/B)
+#   BASELINE_CONFIG=FILE                     with BASELINE, a config template of its own in
+#                                            place of bench/conf/edgeproxy.yaml (to A/B a
+#                                            setting with one build: BASELINE=target/release/edgeproxy)
 #
 # Scenarios: small (GET /, keep-alive, 32 connections), many (10,000 concurrent
 # connections), big (1 MiB responses, 8 connections), close (a new connection per request,
@@ -27,6 +30,8 @@ proxies=(edgeproxy nginx haproxy pingora)
 baseline=${BASELINE:-}
 if [ -n "$baseline" ]; then
   [ -x "$baseline" ] || { echo "bench: BASELINE=$baseline is not an executable" >&2; exit 2; }
+  baseline_config=${BASELINE_CONFIG:-bench/conf/edgeproxy.yaml}
+  [ -f "$baseline_config" ] || { echo "bench: BASELINE_CONFIG=$baseline_config is not a file" >&2; exit 2; }
   proxies+=(baseline)
 fi
 
@@ -64,17 +69,20 @@ for p in "${port[@]}"; do
     exit 1
   fi
 done
-render() {
+render_file() {
   sed -e "s|@WORK@|$work|g" -e "s|@PORT_B1@|${port[b1]}|g" -e "s|@PORT_B2@|${port[b2]}|g" \
     -e "s|@PORT_SSE@|${port[sse]}|g" -e "s|@PORT_EDGEPROXY@|${port[edgeproxy]}|g" \
     -e "s|@PORT_NGINX@|${port[nginx]}|g" -e "s|@PORT_HAPROXY@|${port[haproxy]}|g" \
-    -e "s|@PORT_METRICS@|${port[metrics]}|g" "bench/conf/$1" >"$work/$1"
+    -e "s|@PORT_METRICS@|${port[metrics]}|g" "$1"
 }
+render() { render_file "bench/conf/$1" >"$work/$1"; }
 for conf in backend-nginx.conf nginx.conf haproxy.cfg edgeproxy.yaml; do render "$conf"; done
-# The baseline build runs edgeproxy's config on ports of its own.
-sed -e "s|127.0.0.1:${port[edgeproxy]}|127.0.0.1:${port[baseline]}|" \
-  -e "s|127.0.0.1:${port[metrics]}|127.0.0.1:${port[baseline_metrics]}|" \
-  "$work/edgeproxy.yaml" >"$work/baseline.yaml"
+# The baseline build runs its config on ports of its own.
+if [ -n "$baseline" ]; then
+  render_file "$baseline_config" |
+    sed -e "s|127.0.0.1:${port[edgeproxy]}|127.0.0.1:${port[baseline]}|" \
+      -e "s|127.0.0.1:${port[metrics]}|127.0.0.1:${port[baseline_metrics]}|" >"$work/baseline.yaml"
+fi
 head -c 1048576 /dev/urandom >"$work/1m.bin"
 
 # Waits until each named server answers GET /.
