@@ -6,27 +6,32 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=target/pingora-tests
 
-# name of the crate, then the test-name filters of the modules its patches touch (of the L4
-# stream's, those of the stream itself: its receive-timestamp tests give the kernel 100 µs to
-# apply a socket option and fail when the machine is busy, though they pass alone; no patch
-# touches that code)
+# name of the crate, its features (- for none), then the test-name filters of the modules its
+# patches touch (of the L4 stream's, those of the stream itself: its receive-timestamp tests
+# give the kernel 100 µs to apply a socket option and fail when the machine is busy, though
+# they pass alone; no patch touches that code). Pingora's TLS code is stubs without a TLS
+# feature, so the crates that have one build with rustls, the TLS backend edgeproxy uses.
 suites=(
-  "pingora-core apps:: services::listening protocols::http::v1:: protocols::l4::stream::tests::test_stream_ protocols::l4::write_buffer:: connectors::reuse_tests connectors::connect_size_tests"
-  "pingora-proxy tests::"
+  "pingora-core rustls apps:: services::listening protocols::http::v1:: protocols::l4::stream::tests::test_stream_ protocols::l4::write_buffer:: connectors::reuse_tests connectors::connect_size_tests"
+  "pingora-proxy rustls tests::"
+  "pingora-http - tests::"
 )
 for suite in "${suites[@]}"; do
-  read -r crate filters <<<"$suite"
+  read -r crate features filters <<<"$suite"
   dir=patched/$crate
   [ -d "$dir" ] || { echo "test-pingora: $dir is missing; run scripts/patch-pingora.sh" >&2; exit 1; }
   # Start from edgeproxy's lock: the versions edgeproxy ships with, plus the dev-dependencies.
   [ -f "$dir/Cargo.lock" ] || cp Cargo.lock "$dir/Cargo.lock"
-  # The other crates build on the patched pingora-core, as edgeproxy does.
-  patch_core=()
-  [ "$crate" = pingora-core ] ||
-    patch_core=(--config "patch.crates-io.pingora-core.path=\"$PWD/patched/pingora-core\"")
-  # With rustls, the TLS backend edgeproxy builds Pingora with: without a TLS feature,
-  # Pingora's TLS code is stubs, and a patch to it would go untested.
+  # Each crate builds on the other patched crates, as edgeproxy does.
+  patched=()
+  for other in patched/*/; do
+    other=$(basename "$other")
+    [ "$other" = "$crate" ] ||
+      patched+=(--config "patch.crates-io.$other.path=\"$PWD/patched/$other\"")
+  done
+  feature_args=()
+  [ "$features" = - ] || feature_args=(--features "$features")
   # shellcheck disable=SC2086 # the filters are words
-  cargo test --quiet --manifest-path "$dir/Cargo.toml" "${patch_core[@]}" --features rustls \
+  cargo test --quiet --manifest-path "$dir/Cargo.toml" "${patched[@]}" "${feature_args[@]}" \
     --lib -- $filters
 done

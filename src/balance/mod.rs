@@ -151,7 +151,8 @@ pub struct Server {
     pub state: Arc<ServerState>,
     /// Metric children.
     pub metrics: ServerMetrics,
-    peer_options: PeerOptions,
+    /// The connection settings, built once; each request clones them and sets the address.
+    peer: HttpPeer,
 }
 
 impl Server {
@@ -170,21 +171,24 @@ impl Server {
         peer_options.connection_timeout = Some(timeouts.connect);
         peer_options.read_timeout = Some(timeouts.read);
         peer_options.write_timeout = Some(timeouts.write);
+        let unresolved = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut peer = HttpPeer::new(unresolved, false, String::new());
+        peer.options = peer_options;
         Self {
             served_by: header_value(&config.addr),
             instance_id: header_value(&config.id),
             state: state.unwrap_or_default(),
             metrics,
             config: config.clone(),
-            peer_options,
+            peer,
         }
     }
 
     /// The connection settings for a request to this server at `addr`.
     pub fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options = self.peer_options.clone();
-        Box::new(peer)
+        let mut peer = Box::new(self.peer.clone());
+        peer._address = PeerAddr::Inet(addr);
+        peer
     }
 
     /// Whether `addr` names a host to resolve rather than an IP.

@@ -1,6 +1,9 @@
 //! The headers that tell a backend who the client is: `X-Real-IP`, `X-Forwarded-For`,
 //! `X-Forwarded-Proto`; and the removal of those only the proxy may set.
 
+use super::header_names::{
+    X_FORWARDED_FOR, X_FORWARDED_PROTO, X_INSTANCE_ID, X_REAL_IP, X_SERVED_BY,
+};
 use crate::request::client::Client;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -10,14 +13,10 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Response headers the proxy sets; a client sending them could make a backend, or a log
-/// that records request headers, believe another instance was involved. Parsed names, so
-/// that removing them does not parse them again on every request.
-const PROXY_ONLY: [HeaderName; 2] = [
-    HeaderName::from_static("x-served-by"),
-    HeaderName::from_static("x-instance-id"),
-];
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// that records request headers, believe another instance was involved.
+const PROXY_ONLY: [HeaderName; 2] = [X_SERVED_BY, X_INSTANCE_ID];
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// Sets the forwarding headers on a request about to go upstream. `X-Forwarded-For` gets the
 /// peer appended to the chain when the peer is a trusted proxy (HAProxy's `option
@@ -26,7 +25,7 @@ pub fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Re
     for name in &PROXY_ONLY {
         req.remove_header(name);
     }
-    req.insert_header("x-forwarded-proto", if https { "https" } else { "http" })?;
+    req.insert_header(X_FORWARDED_PROTO, if https { HTTPS } else { HTTP })?;
     let Some(client) = client else {
         req.remove_header(&X_FORWARDED_FOR);
         req.remove_header(&X_REAL_IP);
@@ -43,13 +42,13 @@ pub fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Re
         }
         // Writing to a String cannot fail.
         let _ = write!(chain, "{}", client.peer);
-        req.insert_header("x-forwarded-for", chain)?;
+        req.insert_header(X_FORWARDED_FOR, chain)?;
     } else if client.peer == client.ip {
-        req.insert_header("x-forwarded-for", real_ip.clone())?;
+        req.insert_header(X_FORWARDED_FOR, real_ip.clone())?;
     } else {
-        req.insert_header("x-forwarded-for", ip_value(client.peer))?;
+        req.insert_header(X_FORWARDED_FOR, ip_value(client.peer))?;
     }
-    req.insert_header("x-real-ip", real_ip)?;
+    req.insert_header(X_REAL_IP, real_ip)?;
     Ok(())
 }
 

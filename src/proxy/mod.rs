@@ -2,6 +2,7 @@
 
 mod content;
 mod forwarded;
+mod header_names;
 mod hop_by_hop;
 mod redirect;
 mod respond;
@@ -17,6 +18,7 @@ use crate::request::client::Client;
 use crate::request::{framing, target};
 use crate::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
+use header_names::{X_ACCEL_BUFFERING, X_CACHE, X_INSTANCE_ID, X_SERVED_BY};
 use http::header::HOST;
 use http::Method;
 use pingora::cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
@@ -453,8 +455,8 @@ impl ProxyHttp for EdgeProxy {
             if upstream_response.status.is_server_error() {
                 server.metrics.failure(FailureReason::Http5xx);
             }
-            upstream_response.insert_header("x-served-by", server.served_by.clone())?;
-            upstream_response.insert_header("x-instance-id", server.instance_id.clone())?;
+            upstream_response.insert_header(X_SERVED_BY, server.served_by.clone())?;
+            upstream_response.insert_header(X_INSTANCE_ID, server.instance_id.clone())?;
         }
         Ok(())
     }
@@ -477,14 +479,14 @@ impl ProxyHttp for EdgeProxy {
                 _ => ("MISS", &lookups.miss),
             };
             lookup.inc();
-            upstream_response.insert_header("x-cache", status)?;
+            upstream_response.insert_header(X_CACHE, status)?;
         }
         if event_stream {
             ctx._sse_stream = Some(GaugeGuard::new(&ctx.route_metrics().sse_streams));
         }
         if sse || event_stream {
             // Tells any buffering proxy in front of this one to pass events through, too.
-            upstream_response.insert_header("x-accel-buffering", "no")?;
+            upstream_response.insert_header(X_ACCEL_BUFFERING, "no")?;
             content::set_compression(session, 0);
         } else if compress && !content::is_compressible(upstream_response) {
             content::set_compression(session, 0);
