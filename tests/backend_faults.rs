@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 enum Then {
     /// Keeps the connection open for more requests.
     KeepOpen,
-    /// Resets the connection (RST, not FIN).
+    /// Resets the connection (RST, not FIN) on the test's cue, [`Scripted::cut`].
     Reset,
     /// Goes silent for longer than the proxy's read timeout.
     Stall,
@@ -24,11 +25,12 @@ enum Then {
 
 const GOOD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood";
 
-/// A backend on raw sockets: its first request on each connection gets `first`, then
-/// `then` happens; any later request on a kept connection gets [`GOOD`].
+/// A backend on raw sockets: the first request of its first connection gets `first`, then
+/// `then` happens; every other request gets [`GOOD`].
 struct Scripted {
     port: u16,
     connections: Arc<AtomicUsize>,
+    cut: Sender<()>,
 }
 
 impl Scripted {
@@ -37,14 +39,30 @@ impl Scripted {
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
+        let (cut, cue) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut cue = Some(cue);
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || serve(stream, if n == 0 { first } else { GOOD }, then));
+                counter.fetch_add(1, Ordering::SeqCst);
+                match cue.take() {
+                    Some(cue) => std::thread::spawn(move || serve(stream, first, then, &cue)),
+                    None => std::thread::spawn(move || keep_answering(stream)),
+                };
             }
         });
-        Scripted { port, connections }
+        Scripted {
+            port,
+            connections,
+            cut,
+        }
+    }
+
+    /// Lets a [`Then::Reset`] happen: at once if the first connection waits for it, else as
+    /// soon as it has written `first`.
+    fn cut(&self) {
+        // The connection may be gone already, and its end of the cue with it.
+        let _ = self.cut.send(());
     }
 }
 
@@ -60,13 +78,16 @@ fn read_request(stream: &mut TcpStream) -> bool {
     true
 }
 
-fn serve(mut stream: TcpStream, first: &[u8], then: Then) {
+fn serve(mut stream: TcpStream, first: &[u8], then: Then, cut: &Receiver<()>) {
     if !read_request(&mut stream) || stream.write_all(first).is_err() {
         return;
     }
     match then {
         Then::Reset => {
-            std::thread::sleep(Duration::from_millis(50));
+            // An RST makes the proxy's kernel drop what the proxy has not read yet, `first`
+            // with it; so the test says when `first` has had its effect (10 s at most, after
+            // which the reset comes anyway and the test sees what it did).
+            let _ = cut.recv_timeout(Duration::from_secs(10));
             let linger = libc::linger {
                 l_onoff: 1,
                 l_linger: 0,
@@ -82,25 +103,29 @@ fn serve(mut stream: TcpStream, first: &[u8], then: Then) {
                 );
             }
         }
+        // Silent past the proxy's 1 s read_timeout.
         Then::Stall => std::thread::sleep(Duration::from_secs(3)),
-        Then::KeepOpen => {
-            while read_request(&mut stream) {
-                if stream.write_all(GOOD).is_err() {
-                    return;
-                }
-            }
+        Then::KeepOpen => keep_answering(stream),
+    }
+}
+
+/// Answers every request on `stream` with [`GOOD`] until the proxy closes it.
+fn keep_answering(mut stream: TcpStream) {
+    while read_request(&mut stream) {
+        if stream.write_all(GOOD).is_err() {
+            return;
         }
     }
 }
 
-fn proxy_to(backend: &Scripted, metrics: u16) -> Proxy {
-    proxy_retrying(backend, metrics, 0)
+/// A proxy in front of the backend on `port`.
+fn proxy_to(port: u16, metrics: u16) -> Proxy {
+    proxy_retrying(port, metrics, 0)
 }
 
-fn proxy_retrying(backend: &Scripted, metrics: u16, retries: u8) -> Proxy {
+fn proxy_retrying(port: u16, metrics: u16, retries: u8) -> Proxy {
     Proxy::start(&format!(
-        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\nupstreams:\n  app:\n    retries: {retries}\n    servers:\n      - {{ addr: \"127.0.0.1:{}\", max_fails: 0 }}\n    read_timeout: 1s\nroutes:\n  - {{ path: /, upstream: app }}\n",
-        backend.port
+        "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}\nupstreams:\n  app:\n    retries: {retries}\n    servers:\n      - {{ addr: \"127.0.0.1:{port}\", max_fails: 0 }}\n    read_timeout: 1s\nroutes:\n  - {{ path: /, upstream: app }}\n"
     ))
 }
 
@@ -129,8 +154,10 @@ async fn a_malformed_response_header_or_a_reset_before_it_gives_502() {
         ("reset", &b""[..], Then::Reset),
     ] {
         let backend = Scripted::start(first, then);
+        // Nothing is written before the reset: it has nothing to wait for.
+        backend.cut();
         let metrics = free_port();
-        let proxy = proxy_to(&backend, metrics);
+        let proxy = proxy_to(backend.port, metrics);
         let resp = client().get(proxy.url("/")).send().await.unwrap();
         assert_eq!(resp.status(), 502, "{case}");
         // The backend was reached: the answer must not say it could not be.
@@ -152,7 +179,7 @@ async fn a_response_longer_than_announced_does_not_poison_the_pool() {
         Then::KeepOpen,
     );
     let metrics = free_port();
-    let proxy = proxy_to(&backend, metrics);
+    let proxy = proxy_to(backend.port, metrics);
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "first");
@@ -174,9 +201,11 @@ async fn a_reset_or_stall_mid_body_is_a_cut_response_not_a_complete_one() {
     ] {
         let backend = Scripted::start(first, then);
         let metrics = free_port();
-        let proxy = proxy_to(&backend, metrics);
+        let proxy = proxy_to(backend.port, metrics);
         let resp = client().get(proxy.url("/")).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{case}");
+        // The header has reached the client: only now may the connection break.
+        backend.cut();
         let body = resp.bytes().await;
         assert!(
             body.is_err(),
@@ -196,9 +225,11 @@ async fn nothing_is_retried_once_a_response_byte_has_gone_to_the_client() {
     for (case, then) in [("reset", Then::Reset), ("stall", Then::Stall)] {
         let backend = Scripted::start(sized, then);
         let metrics = free_port();
-        let proxy = proxy_retrying(&backend, metrics, 2);
+        let proxy = proxy_retrying(backend.port, metrics, 2);
         let resp = client().get(proxy.url("/")).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{case}");
+        // The header has reached the client: only now may the connection break.
+        backend.cut();
         assert!(
             resp.bytes().await.is_err(),
             "{case}: the cut body read whole"
@@ -217,12 +248,8 @@ async fn nothing_is_retried_once_a_response_byte_has_gone_to_the_client() {
 async fn a_backend_that_never_answers_gives_504() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let silent = Scripted {
-        port,
-        connections: Arc::default(),
-    };
     let metrics = free_port();
-    let proxy = proxy_to(&silent, metrics);
+    let proxy = proxy_to(port, metrics);
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 504);
     assert!(failures(metrics, port, "timeout").await >= 1.0);
