@@ -64,6 +64,7 @@ async fn entries_expire_after_the_ttl() {
     let proxy = proxy(&backend, "1s");
     assert_eq!(get(&proxy, "/static/a.js").await.1, "MISS");
     assert_eq!(get(&proxy, "/static/a.js").await.1, "HIT");
+    // Past the 1 s TTL.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(get(&proxy, "/static/a.js").await.1, "MISS");
     assert_eq!(backend.requests(), 2);
@@ -92,6 +93,7 @@ routes:
     assert_eq!(get(&proxy, "/plain/a.css").await.1, "MISS");
     lenient.stop_answering();
     plain.stop_answering();
+    // Past the 1 s TTL, well within the 60 s of stale-if-error.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     // First a failed attempt (the backend drops the request), then no server left to try.
     for attempt in 0..2 {

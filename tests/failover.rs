@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    client, free_port, instance, line_with, metric, raw_status, up_gauge, wait_metric, Backend,
-    Proxy, RawBackend, APP_RETRIES,
+    answered_by, client, free_port, instance, line_with, metric, raw_status, up_gauge, wait_metric,
+    wait_metric_at_least, Backend, Proxy, RawBackend, APP_RETRIES,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 async fn wait_up(metrics_port: u16, backend: &str, want: bool, limit: Duration) -> Duration {
     let want = if want { 1.0 } else { 0.0 };
     wait_metric(metrics_port, &up_gauge(backend), want, limit).await
+}
+
+/// Waits until a health check of `backend` has passed, failing the test after 2 s: the `up`
+/// gauge reads 1 from the start, before any check has run.
+async fn wait_passed_check(metrics_port: u16, backend: &str) {
+    let passed = format!(
+        "edgeproxy_health_checks_total{{backend=\"{backend}\",result=\"ok\",upstream=\"app\"}}"
+    );
+    wait_metric_at_least(metrics_port, &passed, 1.0, Duration::from_secs(2)).await;
 }
 
 const CHECK: &str = "health_check: { type: http, path: /health, interval: 300ms, timeout: 200ms, fall: 2, rise: 2 }";
@@ -46,9 +55,17 @@ async fn killing_a_backend_under_load_fails_no_request_and_it_rejoins_after_rise
         ],
     ));
 
-    // 8 clients × 188 ≥ 1,500 GETs; b is killed a third of the way in.
+    // 8 clients × 188 ≥ 1,500 GETs; b is killed a third of the way in, told by the requests
+    // answered (b answers half of them) rather than by time, so at any speed.
     let tasks = common::steady_load(proxy.url("/"), 8, 188, Duration::from_millis(2));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    let b_third = (8 * 188 / 3 / 2) as f64;
+    wait_metric_at_least(
+        metrics_port,
+        &answered_by(&b_addr),
+        b_third,
+        Duration::from_secs(10),
+    )
+    .await;
     let killed = Instant::now();
     drop(b);
     // fall × interval + timeout = 2 × 300ms + 200ms, plus scheduling slack.
@@ -127,7 +144,7 @@ async fn http_checks_judge_by_status_and_tcp_checks_by_connect() {
         &check("/status/404", "expect_status: [404],"),
         &[format!("{{ addr: \"{}\" }}", a.addr())],
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_passed_check(metrics_port, &a.addr()).await;
     wait_up(metrics_port, &a.addr(), true, Duration::from_secs(1)).await;
     let metrics_port = free_port();
     let _p = Proxy::start(&upstream(
@@ -154,7 +171,7 @@ async fn http_checks_judge_by_status_and_tcp_checks_by_connect() {
         Duration::from_secs(2),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_passed_check(metrics_port, &a.addr()).await;
     wait_up(metrics_port, &a.addr(), true, Duration::from_secs(1)).await;
 }
 
@@ -191,6 +208,7 @@ async fn passive_failures_skip_a_server_for_fail_timeout_then_try_it_again() {
         Some(0.0)
     );
 
+    // Past the 1 s fail_timeout.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let after = get_statuses(2).await;
     assert!(
@@ -631,18 +649,18 @@ async fn probes_the_proxy_cannot_send_leave_the_server_up() {
         .map(|_| TcpStream::connect(("127.0.0.1", proxy.port)).unwrap())
         .collect();
     wait_fds(pid, LIMIT, &|open| open >= LIMIT, "descriptors not used up");
-    // Once no descriptor is left, none comes back while the clients stay: wait for the first
-    // probe that could not be sent, then three more intervals, more than `fall`.
+    // Once no descriptor is left, none comes back while the clients stay: wait until more
+    // probes than `fall` (2) could not be sent, each of them logged.
+    let unsent = |log: &str| {
+        log.matches("not checked, this host could not open a socket")
+            .count()
+    };
     let started = Instant::now();
-    while !proxy
-        .log()
-        .contains("not checked, this host could not open a socket")
-    {
+    while unsent(&proxy.log()) < 3 {
         let log = proxy.log();
         assert!(started.elapsed() < Duration::from_secs(5), "{log}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
     let shown = status().await;
     assert!(
         shown.as_str().is_some_and(|p| p.starts_with("not sent: ")),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, free_port, metric, raw_status, upstream, Backend, Proxy};
+use common::{client, free_port, header, metric, raw_status, upstream, Backend, Proxy};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -115,6 +115,7 @@ async fn a_header_sent_too_slowly_gets_408_and_the_connection_closes() {
     // Keep-alive idleness is not a slow header: the deadline starts at the next byte.
     let mut kept = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
     assert_eq!(request_on(&mut kept).await, Some(200));
+    // Idle for longer than header_timeout.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(request_on(&mut kept).await, Some(200));
 }
@@ -316,19 +317,29 @@ async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
     );
     let http = client();
     let started = Instant::now();
+    // 50 requests a second for two seconds: the burst passes, then 5 a second. Each is sent at
+    // its time, not after the answer before it, so that as many are sent on a slow machine.
+    let requests: Vec<_> = (0..100u32)
+        .map(|i| {
+            let (http, url) = (http.clone(), proxy.url("/"));
+            let at = tokio::time::Instant::from_std(started + Duration::from_millis(20) * i);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let resp = http.get(&url).send().await.unwrap();
+                (resp.status().as_u16(), header(&resp, "retry-after"))
+            })
+        })
+        .collect();
     let (mut passed, mut limited) = (0, 0);
-    // 50 requests a second for two seconds: the burst, then 5 a second.
-    while started.elapsed() < Duration::from_secs(2) {
-        let resp = http.get(proxy.url("/")).send().await.unwrap();
-        match resp.status().as_u16() {
-            200 => passed += 1,
-            429 => {
-                assert_eq!(resp.headers()["retry-after"], "1");
+    for request in requests {
+        match request.await.unwrap() {
+            (200, _) => passed += 1,
+            (429, retry_after) => {
+                assert_eq!(retry_after, "1");
                 limited += 1;
             }
-            other => panic!("status {other}"),
+            (other, _) => panic!("status {other}"),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let allowed = 5.0 + 5.0 * elapsed;

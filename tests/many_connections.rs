@@ -97,7 +97,10 @@ async fn a_burst_of_requests_leaves_its_upstream_connections_pooled() {
         "the first burst overlapped less than meant: {} upstream connections",
         first.len()
     );
-    // Pingora pools an upstream connection once its client has the whole response.
+    // Pingora pools an upstream connection once its client has the whole response, a moment
+    // after the client has it, and nothing shows when it has: there is nothing to poll. A
+    // connection pooled later than this only makes the second burst open more of them, which
+    // fails the test; it cannot make it pass.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = burst().await;
     let opened = second.difference(&first).count();

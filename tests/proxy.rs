@@ -113,7 +113,9 @@ async fn upstream_connections_are_reused() {
         // Pingora returns the upstream connection to its pool only after the
         // client has the whole response, so a request sent at once can race the
         // release and open a second connection; this test is about reuse, not
-        // about that race, so it leaves the release time to finish.
+        // about that race, so it leaves the release time to finish. Nothing shows
+        // when the release is done, so there is nothing to poll; a release later
+        // than this only opens more connections, failing the test, never passing it.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(

@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    client, free_port, instance, metric, up_gauge, wait_metric, Backend, Proxy, APP_RETRIES,
+    answered_by, client, free_port, instance, metric, up_gauge, wait_metric, wait_metric_at_least,
+    Backend, Proxy, APP_RETRIES,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,14 +24,19 @@ async fn replacing_the_config_twice_under_load_fails_no_request() {
     let metrics_port = free_port();
     let proxy = Proxy::start(&config(metrics_port, &[(&b1, 1), (&b2, 1)]));
 
-    // 8 clients × 188 ≥ 1,500 requests, spread over about a second and a half.
+    // 8 clients × 188 ≥ 1,500 requests, spread over about a second and a half. The reloads
+    // come about a fifth and two fifths of the way in, told by the requests each server
+    // answered rather than by time, so at any speed.
     let tasks = common::steady_load(proxy.url("/"), 8, 188, Duration::from_millis(4));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let limit = Duration::from_secs(10);
+    // b1 answers half of the first fifth.
+    wait_metric_at_least(metrics_port, &answered_by(&b1.addr()), 150.0, limit).await;
     assert!(
         proxy.reload(&config(metrics_port, &[(&b1, 1), (&b2, 1), (&b3, 1)])),
         "add a server"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // b3 answers a third of the next.
+    wait_metric_at_least(metrics_port, &answered_by(&b3.addr()), 100.0, limit).await;
     assert!(
         proxy.reload(&config(metrics_port, &[(&b1, 1), (&b2, 1), (&b3, 8)])),
         "change weights"
@@ -318,7 +324,8 @@ async fn watch_makes_one_reload_of_several_quick_writes() {
     }
     let ok = "edgeproxy_config_reloads_total{result=\"ok\"}";
     wait_metric(metrics_port, ok, 1.0, Duration::from_secs(10)).await;
-    // Two more looks at the unchanged file make no second reload.
+    // Two more looks at the unchanged file (one a second) make no second reload. A look that
+    // finds nothing new shows nothing, so only time tells that two have passed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(metric(metrics_port, ok).await, Some(1.0));
     assert_eq!(
@@ -383,6 +390,8 @@ async fn the_reload_command_checks_the_file_then_signals_the_running_process() {
     let out = edgeproxy(&["reload", "-c", path]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid weight 0"));
+    // A signal sent anyway would show as a failed reload within milliseconds; one not sent
+    // shows nothing, so there is no event to poll for, only a while to wait.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         metric(
@@ -473,6 +482,8 @@ async fn the_reload_command_refuses_a_file_the_running_process_does_not_read() {
         stderr.contains(&format!("runs with {}", running.display())),
         "{stderr}"
     );
+    // A signal sent anyway would show as a reload outcome within milliseconds; one not sent
+    // shows nothing, so there is no event to poll for, only a while to wait.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = proxy.log();
     assert!(

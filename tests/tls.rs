@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{edgeproxy, free_port, header, metric, upstream, Backend, Proxy, RawBackend};
+use common::{
+    edgeproxy, free_port, header, metric, upstream, wait_metric, Backend, Proxy, RawBackend,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -343,11 +345,14 @@ async fn an_idle_http2_connection_is_closed_after_keepalive_timeout() {
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
-    let open = || metric(metrics, "edgeproxy_downstream_connections");
-    assert_eq!(open().await, Some(1.0), "the client keeps its connection");
+    let open = "edgeproxy_downstream_connections";
+    assert_eq!(
+        metric(metrics, open).await,
+        Some(1.0),
+        "the client keeps its connection"
+    );
     // The client would keep it for 90 s; the proxy closes it once idle for 1 s.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(open().await, Some(0.0));
+    wait_metric(metrics, open, 0.0, Duration::from_millis(2500)).await;
 }
 
 /// Runs `openssl` with `args`, failing the test if it fails.

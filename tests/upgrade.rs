@@ -59,12 +59,15 @@ async fn upgrade_under_load(mut old: Proxy, upgrade: impl FnOnce(&Proxy)) {
                         Ok(resp) => failed.lock().unwrap().push(resp.status().to_string()),
                         Err(e) => failed.lock().unwrap().push(format!("{e:?}")),
                     }
+                    // A steady stream of connections, not a flood that would crowd out the
+                    // processes being tested.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load is under way before the upgrade starts.
+    wait_answered(&ok, 20, &failed).await;
 
     upgrade(&old);
     // The old process keeps accepting during Pingora's 5 s hand-over window, then drains.
@@ -73,7 +76,9 @@ async fn upgrade_under_load(mut old: Proxy, upgrade: impl FnOnce(&Proxy)) {
         .wait_exit(Duration::from_secs(15))
         .expect("the old process exits");
     assert!(status.success(), "{status}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // And the load goes on, on the new process alone, for a while.
+    let by_then = ok.load(Ordering::Relaxed);
+    wait_answered(&ok, by_then + 100, &failed).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
@@ -84,6 +89,21 @@ async fn upgrade_under_load(mut old: Proxy, upgrade: impl FnOnce(&Proxy)) {
     assert!(ok > 100, "only {ok} requests went through");
     let resp = common::client().get(old.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200, "answered by the new process");
+}
+
+/// Waits until the load has had `n` answers in all, failing the test after 10 s with what
+/// failed.
+async fn wait_answered(ok: &AtomicUsize, n: usize, failed: &Mutex<Vec<String>>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} requests answered; failed: {:?}",
+            ok.load(Ordering::Relaxed),
+            failed.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits until `path` exists, failing if `child` exits first.
@@ -157,6 +177,7 @@ async fn the_old_process_keeps_accepting_for_the_hand_over_window() {
         if let Ok(resp) = http.get(old.url("/")).send().await {
             answered += usize::from(resp.status() == 200);
         }
+        // Paced: a steady stream of new connections through the window.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let status = old

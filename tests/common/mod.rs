@@ -799,3 +799,28 @@ pub fn raise_fd_limit(needed: u64) {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }
 }
+
+/// Polls the series `name{labels}` on a metrics port until it reads at least `min` (a series
+/// not exported yet counts as 0), failing the test after `limit`.
+pub async fn wait_metric_at_least(port: u16, series: &str, min: f64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let now = metric(port, series).await.unwrap_or(0.0);
+        if now >= min {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{series} is {now}, below {min}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The series counting the `200`s that `backend` (its `addr`) of the upstream `app` gave on
+/// the route `/`, for a test to follow how far a load has got whatever the machine's speed.
+pub fn answered_by(backend: &str) -> String {
+    format!(
+        "edgeproxy_requests_total{{backend=\"{backend}\",code=\"200\",route=\"/\",upstream=\"app\"}}"
+    )
+}
