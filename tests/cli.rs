@@ -348,6 +348,11 @@ async fn sigterm_answers_a_request_sent_late_on_a_connection_accepted_before_it(
     let (mut proxy, metrics_port) = proxy_with_grace(&backend, "5s");
     let mut late = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
     let mut silent = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    for conn in [&late, &silent] {
+        // Longer than the shutdown's wait: a proxy that never answers fails, not hangs.
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
     wait_connections(metrics_port, 2.0).await;
 
     let signalled = Instant::now();

@@ -368,6 +368,7 @@ async fn a_rate_limited_route_answers_429_beyond_the_configured_rate() {
     // Another client has its own bucket.
     let other = reqwest::Client::builder()
         .local_address(IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let resp = other.get(proxy.url("/")).send().await.unwrap();

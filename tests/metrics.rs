@@ -413,6 +413,7 @@ async fn only_allowed_addresses_may_read_metrics_and_status() {
     let from = |last: u8| {
         reqwest::Client::builder()
             .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .timeout(Duration::from_secs(20))
             .build()
             .unwrap()
     };

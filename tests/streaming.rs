@@ -282,13 +282,20 @@ async fn websocket_passes_through_both_ways() {
             .await
             .unwrap();
     assert_eq!(resp.status(), 101);
+    let echo = Duration::from_secs(5);
     for text in ["hello", "through", "edgeproxy"] {
         ws.send(Message::text(text)).await.unwrap();
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+        let back = tokio::time::timeout(echo, ws.next())
+            .await
+            .expect("an echo");
+        assert_eq!(back.unwrap().unwrap(), Message::text(text));
     }
     let blob: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
     ws.send(Message::binary(blob.clone())).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(blob));
+    let back = tokio::time::timeout(echo, ws.next())
+        .await
+        .expect("an echo");
+    assert_eq!(back.unwrap().unwrap(), Message::binary(blob));
     ws.close(None).await.unwrap();
 }
 

@@ -233,6 +233,7 @@ async fn plain_http_is_redirected_to_https_but_health_checks_are_not() {
     );
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let resp = http
