@@ -16,12 +16,17 @@ async fn wait_up(metrics_port: u16, backend: &str, want: bool, limit: Duration) 
     wait_metric(metrics_port, &up_gauge(backend), want, limit).await
 }
 
+/// The series counting `backend`'s health checks of `result` (`ok` or `fail`) in `app`.
+fn checks(backend: &str, result: &str) -> String {
+    format!(
+        "edgeproxy_health_checks_total{{backend=\"{backend}\",result=\"{result}\",upstream=\"app\"}}"
+    )
+}
+
 /// Waits until a health check of `backend` has passed, failing the test after 2 s: the `up`
 /// gauge reads 1 from the start, before any check has run.
 async fn wait_passed_check(metrics_port: u16, backend: &str) {
-    let passed = format!(
-        "edgeproxy_health_checks_total{{backend=\"{backend}\",result=\"ok\",upstream=\"app\"}}"
-    );
+    let passed = checks(backend, "ok");
     wait_metric_at_least(metrics_port, &passed, 1.0, Duration::from_secs(2)).await;
 }
 
@@ -474,17 +479,8 @@ async fn backup_servers_serve_only_while_every_primary_is_down() {
     // Once the checks have seen both down (fall: 2 failed checks each; the passive mark of
     // the retries above already reads as down), coming back clears the passive mark too.
     for addr in [&p1_addr, &p2_addr] {
-        let failed = format!(
-            "edgeproxy_health_checks_total{{backend=\"{addr}\",result=\"fail\",upstream=\"app\"}}"
-        );
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while metric(metrics_port, &failed).await.unwrap_or(0.0) < 2.0 {
-            assert!(
-                Instant::now() < deadline,
-                "{addr} not checked down twice in 3 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let failed = checks(addr, "fail");
+        wait_metric_at_least(metrics_port, &failed, 2.0, Duration::from_secs(3)).await;
     }
     assert!(ids(5).await.iter().all(|id| id == "spare"));
     let _p1 = Backend::start_on(p1_port, "p1", &[]);
@@ -621,18 +617,8 @@ async fn probes_the_proxy_cannot_send_leave_the_server_up() {
         LIMIT as u64,
     );
     let pid = proxy.child.pid();
-    let checks_ok = format!(
-        "edgeproxy_health_checks_total{{backend=\"{}\",result=\"ok\",upstream=\"app\"}}",
-        backend.addr()
-    );
-    let started = Instant::now();
-    while metric(metrics_port, &checks_ok).await.unwrap_or(0.0) < 1.0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no probe passed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let checks_ok = checks(&backend.addr(), "ok");
+    wait_metric_at_least(metrics_port, &checks_ok, 1.0, Duration::from_secs(5)).await;
 
     // A connection to /status opened now stays usable once no new one can be accepted.
     let status_url = format!("http://127.0.0.1:{metrics_port}/status");
