@@ -5,6 +5,7 @@
 //! it into Pingora and [`shutdown`] handles signals.
 
 pub mod access_log;
+pub mod admin;
 pub mod balance;
 pub mod cache;
 pub mod cli;
@@ -17,13 +18,13 @@ pub mod ip_shards;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
 pub mod rate_limit;
 pub mod reload;
-pub mod request;
 pub mod resolver;
 pub mod route;
 pub mod server;
 pub mod shutdown;
 pub mod snapshot;
-pub mod tls;
+pub mod tls_listener;

@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn listeners_files_tls_and_the_cache_size_are_kept_and_named() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (cert, key) = crate::tls::testing::self_signed(dir.path(), "localhost");
+        let (cert, key) = crate::config::certificate::testing::self_signed(dir.path(), "localhost");
         let tls = |listen: &str, http2: bool| {
             format!(
                 "  tls: {{ listen: [\"{listen}\"], cert: {}, key: {}, http2: {http2} }}\n",

@@ -1,6 +1,7 @@
 //! Assembling and running the Pingora server from a validated config.
 
 use crate::access_log::AccessLog;
+use crate::admin;
 use crate::config::{Config, ServerSettings};
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
@@ -12,7 +13,7 @@ use crate::reload::Reloader;
 use crate::resolver::Resolver;
 use crate::shutdown::Signals;
 use crate::snapshot::{LiveSnapshot, Snapshot};
-use crate::tls;
+use crate::tls_listener;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
@@ -91,11 +92,9 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     }
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
-    metrics
-        .watch(Arc::clone(&live))
-        .map_err(|e| format!("cannot set up metrics: {e}"))?;
+    admin::watch(&metrics, Arc::clone(&live)).map_err(|e| format!("cannot set up metrics: {e}"))?;
     if let Some(listen) = metrics_listen {
-        server.add_service(metrics.service(listen, Arc::clone(&live)));
+        server.add_service(admin::service(&metrics, listen, Arc::clone(&live)));
     }
     // Always running: a reload may add health checks or host names to an upstream.
     server.add_service(background_service(
@@ -146,7 +145,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         .collect();
     if let Some(https) = &settings.tls {
         for addr in &https.listen {
-            let tls = tls::listener_settings(Arc::clone(&live), https.http2)?;
+            let tls = tls_listener::listener_settings(Arc::clone(&live), https.http2)?;
             proxy.add_tls_with_settings(&addr.to_string(), None, tls);
             listening.push(format!("https://{addr}"));
         }

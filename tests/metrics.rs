@@ -425,3 +425,56 @@ async fn only_allowed_addresses_may_read_metrics_and_status() {
         assert_eq!(allowed.status(), 200, "{path}");
     }
 }
+
+/// Scrapes at once each see every server's gauges: a collector that shared its gauges
+/// between scrapes let one scrape reset them while another was filling them.
+#[tokio::test]
+async fn concurrent_scrapes_each_see_every_backend() {
+    let backends: Vec<_> = (0..8).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let metrics_port = free_port();
+    let servers: Vec<_> = backends
+        .iter()
+        .map(|b| format!("{{ addr: \"{}\" }}", b.addr()))
+        .collect();
+    let _proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app:
+    servers: [ {} ]
+routes:
+  - {{ path: /, upstream: app }}
+",
+        servers.join(", ")
+    ));
+    let scrapes: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..20 {
+                    let scrape = scrape(metrics_port).await;
+                    let up = scrape
+                        .samples
+                        .iter()
+                        .filter(|s| s.metric == "edgeproxy_backend_up")
+                        .count();
+                    let inflight = scrape
+                        .samples
+                        .iter()
+                        .filter(|s| s.metric == "edgeproxy_backend_inflight")
+                        .count();
+                    seen.push((up, inflight));
+                }
+                seen
+            })
+        })
+        .collect();
+    for scrapes in scrapes {
+        for counts in scrapes.await.unwrap() {
+            assert_eq!(
+                counts,
+                (8, 8),
+                "series of edgeproxy_backend_up and _inflight"
+            );
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use edgeproxy::request::path::normalize;
+use edgeproxy::net::path::normalize;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|path: &str| {

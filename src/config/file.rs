@@ -2,9 +2,10 @@
 //! (see [`super::values`]). Conversion into the internal model is in [`super::validate`].
 
 use super::values::{
-    ByteSize, Cidr, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, MaxBody, Weight,
+    ByteSize, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, MaxBody, Weight,
 };
 use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown};
+use crate::net::Cidr;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;

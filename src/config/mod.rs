@@ -3,14 +3,17 @@
 //! [`load`] is the only entry point. The file format lives in [`file`], scalar value parsing in
 //! [`values`], and the checks that turn a file into a [`Config`] in [`validate`].
 
+pub(crate) mod certificate;
 mod error;
 mod file;
 mod validate;
 pub mod values;
 
+pub use certificate::{CertFile, Certificate, CertificateError};
 pub use error::ConfigError;
 
-use crate::tls::Certificate;
+use crate::net::framing::HeaderLimits;
+use crate::net::Cidr;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -58,7 +61,7 @@ pub struct ServerSettings {
     /// HTTPS listeners, if any.
     pub tls: Option<Tls>,
     /// Proxies in front whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<values::Cidr>,
+    pub trusted_proxies: Vec<Cidr>,
     /// What one client may send and hold.
     pub limits: ClientLimits,
 }
@@ -81,6 +84,16 @@ pub struct ClientLimits {
     pub max_connections: usize,
     /// Open client connections from one address (503 beyond); `None`: no limit.
     pub max_connections_per_ip: Option<u32>,
+}
+
+impl ClientLimits {
+    /// The limits of a request header, as the framing checks take them.
+    pub fn headers(&self) -> HeaderLimits {
+        HeaderLimits {
+            max_size: self.max_header_size,
+            max_count: self.max_header_count,
+        }
+    }
 }
 
 /// `server.tls` settings.
@@ -138,7 +151,7 @@ pub struct MetricsSettings {
     /// Where `/metrics` is served.
     pub listen: SocketAddr,
     /// Client addresses allowed to read it; empty: whoever can reach `listen`.
-    pub allow: Vec<values::Cidr>,
+    pub allow: Vec<Cidr>,
 }
 
 impl MetricsSettings {

@@ -760,7 +760,7 @@ fn http2_upstreams_are_read() {
 #[test]
 fn tls_keys_are_read_and_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = crate::tls::testing::self_signed(dir.path(), "localhost");
+    let (cert, key) = crate::config::certificate::testing::self_signed(dir.path(), "localhost");
     let (cert, key) = (cert.display(), key.display());
     let with =
         |tls: &str| format!("server:\n  listen: ['127.0.0.1:8080']\n  tls: {{ {tls} }}\n{MINIMAL}");

@@ -10,8 +10,8 @@ use super::{
     HealthCheck, MetricsSettings, NameLookup, Probe, RateLimit, Route, ServerSettings, Timeouts,
     Tls, Upstream, UpstreamServer,
 };
-use crate::request::path;
-use crate::tls::{CertFile, Certificate};
+use super::{CertFile, Certificate};
+use crate::net::path;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

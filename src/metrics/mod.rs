@@ -1,24 +1,17 @@
-//! Prometheus metrics, served as text on `metrics.listen` at `/metrics`.
+//! Prometheus metric families, which `crate::admin` serves on `metrics.listen` at `/metrics`.
 //!
 //! The metric families live in one [`Metrics`] with its own registry (no global statics). The
 //! request path never looks a label set up: pools and routes take their children when the
 //! config is loaded ([`handles`]), and values the request path keeps anyway (in-flight counts,
-//! health) are read at scrape time ([`backends`]).
+//! health) are read at scrape time, by the collector of `crate::admin`.
 
-mod backends;
 pub mod handles;
-mod http;
 
-use crate::snapshot::LiveSnapshot;
-use pingora::apps::http_app::HttpServer;
-use pingora::services::listening::Service;
 use prometheus::process_collector::ProcessCollector;
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// Every metric family edgeproxy exports.
 pub struct Metrics {
@@ -148,23 +141,8 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// Adds the per-backend gauges read from the snapshot in force at scrape time.
-    pub fn watch(&self, live: Arc<LiveSnapshot>) -> prometheus::Result<()> {
-        self.registry
-            .register(Box::new(backends::BackendCollector::new(live)?))
-    }
-
-    /// The HTTP service answering `GET /metrics` and `GET /status` on `listen`.
-    pub fn service(
-        &self,
-        listen: SocketAddr,
-        live: Arc<LiveSnapshot>,
-    ) -> Service<HttpServer<http::MetricsApp>> {
-        let mut service = Service::new(
-            "metrics".to_string(),
-            HttpServer::new_app(http::MetricsApp::new(self.registry.clone(), live)),
-        );
-        service.add_tcp(&listen.to_string());
-        service
+    /// The registry every family is in, for the `/metrics` listener to gather.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -1,10 +1,10 @@
 //! The headers that tell a backend who the client is: `X-Real-IP`, `X-Forwarded-For`,
 //! `X-Forwarded-Proto`; and the removal of those only the proxy may set.
 
-use super::header_names::{
+use crate::net::client::Client;
+use crate::net::header_names::{
     X_FORWARDED_FOR, X_FORWARDED_PROTO, X_INSTANCE_ID, X_REAL_IP, X_SERVED_BY,
 };
-use crate::request::client::Client;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::Result;
@@ -98,7 +98,7 @@ fn ipv4_text(ip: Ipv4Addr, out: &mut [u8; MAX_IP_TEXT]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::values::Cidr;
+    use crate::net::Cidr;
 
     fn header(req: &RequestHeader, name: &str) -> String {
         req.headers.get(name).unwrap().to_str().unwrap().to_string()

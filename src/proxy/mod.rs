@@ -2,8 +2,6 @@
 
 mod content;
 mod forwarded;
-mod header_names;
-mod hop_by_hop;
 mod redirect;
 mod respond;
 
@@ -14,11 +12,11 @@ use crate::config::{Route, Tls};
 use crate::connections::deadline::RequestClock;
 use crate::inflight::{Inflight, InflightGuard};
 use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
-use crate::request::client::Client;
-use crate::request::{framing, target};
+use crate::net::client::Client;
+use crate::net::header_names::{X_ACCEL_BUFFERING, X_CACHE, X_INSTANCE_ID, X_SERVED_BY};
+use crate::net::{framing, target};
 use crate::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
-use header_names::{X_ACCEL_BUFFERING, X_CACHE, X_INSTANCE_ID, X_SERVED_BY};
 use http::header::HOST;
 use http::Method;
 use pingora::cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
@@ -187,8 +185,12 @@ impl ProxyHttp for EdgeProxy {
             .as_downstream()
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
-        framing::check(session.req_header(), raw.as_deref(), &server.limits)
-            .map_err(|r| refuse(r.status, r.reason))?;
+        framing::check(
+            session.req_header(),
+            raw.as_deref(),
+            server.limits.headers(),
+        )
+        .map_err(|r| refuse(r.status, r.reason))?;
         // Refused by request_filter; its authority-form target names no route.
         if session.req_header().method == Method::CONNECT {
             return Ok(());
@@ -444,7 +446,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
-        hop_by_hop::strip(upstream_response);
+        crate::net::hop_by_hop::strip(upstream_response);
         if let Some(server) = ctx.server() {
             if let Some(elapsed) = ctx.upstream_time {
                 server

@@ -8,10 +8,18 @@
 //! behind might not), a repeated or comma-listed `Content-Length`, a repeated
 //! `Transfer-Encoding`, lines ending in a bare LF, and HTTP/1.1 without `Host`.
 
-use crate::config::ClientLimits;
 use http::header::HOST;
 use http::Version;
 use pingora::http::RequestHeader;
+
+/// How large a request header may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Bytes of the request line and header fields together (431 beyond).
+    pub max_size: usize,
+    /// Header fields (431 beyond).
+    pub max_count: usize,
+}
 
 /// Why a request is refused, and with which status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +38,13 @@ const fn reject(status: u16, reason: &'static str) -> Result<(), Rejection> {
 pub fn check(
     req: &RequestHeader,
     raw: Option<&[u8]>,
-    limits: &ClientLimits,
+    limits: HeaderLimits,
 ) -> Result<(), Rejection> {
-    if req.headers.len() > limits.max_header_count {
+    if req.headers.len() > limits.max_count {
         return reject(431, "too many header fields");
     }
     let size = raw.map_or_else(|| h2_size(req), <[u8]>::len);
-    if size > limits.max_header_size {
+    if size > limits.max_size {
         return reject(431, "the request header is too large");
     }
     if req.version == Version::HTTP_11 && !req.headers.contains_key(HOST) {
@@ -100,14 +108,9 @@ fn check_raw(raw: &[u8]) -> Result<(), Rejection> {
 mod tests {
     use super::*;
 
-    const LIMITS: &ClientLimits = &ClientLimits {
-        max_header_size: 1024,
-        max_header_count: 4,
-        header_timeout: std::time::Duration::from_secs(1),
-        body_timeout: std::time::Duration::from_secs(1),
-        keepalive_timeout: std::time::Duration::from_secs(1),
-        max_connections: 1,
-        max_connections_per_ip: None,
+    const LIMITS: HeaderLimits = HeaderLimits {
+        max_size: 1024,
+        max_count: 4,
     };
 
     fn parsed(raw: &str) -> RequestHeader {

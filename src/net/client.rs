@@ -5,7 +5,7 @@
 //! right, skipping trusted addresses, and the first one that is not trusted is the client.
 //! A peer that is not trusted cannot vouch for anything, so its `X-Forwarded-For` is ignored.
 
-use crate::config::values::Cidr;
+use crate::net::Cidr;
 use http::HeaderValue;
 use std::net::IpAddr;
 

@@ -1,6 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
-use crate::config::values::Cidr;
+use crate::net::Cidr;
 use crate::snapshot::LiveSnapshot;
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
@@ -11,12 +11,12 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// Serves the registry and the status page.
-pub struct MetricsApp {
+pub struct AdminApp {
     registry: Registry,
     live: Arc<LiveSnapshot>,
 }
 
-impl MetricsApp {
+impl AdminApp {
     /// Serves `registry`, and the state of the upstreams in force.
     pub fn new(registry: Registry, live: Arc<LiveSnapshot>) -> Self {
         Self { registry, live }
@@ -81,7 +81,7 @@ impl MetricsApp {
 }
 
 #[async_trait]
-impl ServeHttp for MetricsApp {
+impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let client = session
             .client_addr()

@@ -1,13 +1,9 @@
-//! HTTPS termination. Certificates are read from PEM files whenever the config is, so they
-//! are part of the snapshot in force: each handshake takes the certificate from the current
-//! snapshot, and a reload (say, after a certbot renewal) serves the new one without a restart.
-//! Pingora's own file-based TLS settings are read once at start, which is why the listener
-//! gets a certificate resolver instead.
+//! The certificate and key of `server.tls`, read from PEM files whenever the config is, so
+//! that they are part of the config in force: a reload (say, after a certbot renewal) picks
+//! up new files without a restart. Errors name the file and say what to do.
 
-use crate::snapshot::LiveSnapshot;
-use pingora::listeners::tls::TlsSettings;
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError};
+use pingora::tls::{CryptoProvider, RusTlsError};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
@@ -97,6 +93,11 @@ impl Certificate {
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.key.cert
     }
+
+    /// The chain and key, ready for a TLS handshake.
+    pub fn certified_key(&self) -> &Arc<CertifiedKey> {
+        &self.key
+    }
 }
 
 /// Two certificates are the same if they come from the same files and hold the same chain:
@@ -167,37 +168,6 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
         ),
         e => pem_error(path, CertFile::Key, e),
     })
-}
-
-/// Hands each TLS handshake the certificate of the snapshot in force.
-struct SnapshotCertificate {
-    live: Arc<LiveSnapshot>,
-}
-
-impl fmt::Debug for SnapshotCertificate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SnapshotCertificate")
-    }
-}
-
-impl ResolvesServerCert for SnapshotCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snapshot = self.live.load();
-        let tls = snapshot.config.server.tls.as_ref()?;
-        Some(Arc::clone(&tls.certificate.key))
-    }
-}
-
-/// Pingora TLS settings for one HTTPS listener: certificates from `live`, and HTTP/2 offered
-/// by ALPN when `http2`.
-pub fn listener_settings(live: Arc<LiveSnapshot>, http2: bool) -> Result<TlsSettings, String> {
-    let mut settings =
-        TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up TLS: {e}"))?;
-    settings.set_cert_resolver(Arc::new(SnapshotCertificate { live }));
-    if http2 {
-        settings.enable_h2();
-    }
-    Ok(settings)
 }
 
 /// Certificates for unit tests.

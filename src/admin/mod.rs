@@ -1,0 +1,34 @@
+//! The admin listener (`metrics.listen`): `/metrics` for Prometheus and `/status` for
+//! people, both read from the snapshot in force at the time of the request.
+
+mod app;
+mod collector;
+
+use crate::metrics::Metrics;
+use crate::snapshot::LiveSnapshot;
+use app::AdminApp;
+use collector::BackendCollector;
+use pingora::apps::http_app::HttpServer;
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Adds the per-backend gauges, read from the snapshot in force at scrape time, to the
+/// registry of `metrics`.
+pub fn watch(metrics: &Metrics, live: Arc<LiveSnapshot>) -> prometheus::Result<()> {
+    metrics
+        .registry()
+        .register(Box::new(BackendCollector::new(live)?))
+}
+
+/// The HTTP service answering `GET /metrics` and `GET /status` on `listen`.
+pub fn service(
+    metrics: &Metrics,
+    listen: SocketAddr,
+    live: Arc<LiveSnapshot>,
+) -> Service<HttpServer<AdminApp>> {
+    let app = AdminApp::new(metrics.registry().clone(), live);
+    let mut service = Service::new("metrics".to_string(), HttpServer::new_app(app));
+    service.add_tcp(&listen.to_string());
+    service
+}

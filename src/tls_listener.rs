@@ -1,0 +1,41 @@
+//! HTTPS termination. Pingora's own file-based TLS settings are read once at start, so the
+//! listener gets a certificate resolver instead: each handshake takes the certificate of the
+//! snapshot in force, and a reload serves a renewed certificate without a restart.
+
+use crate::snapshot::LiveSnapshot;
+use pingora::listeners::tls::TlsSettings;
+use pingora::tls::sign::CertifiedKey;
+use pingora::tls::{ClientHello, ResolvesServerCert};
+use std::fmt;
+use std::sync::Arc;
+
+/// Hands each TLS handshake the certificate of the snapshot in force.
+struct SnapshotCertificate {
+    live: Arc<LiveSnapshot>,
+}
+
+impl fmt::Debug for SnapshotCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SnapshotCertificate")
+    }
+}
+
+impl ResolvesServerCert for SnapshotCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.live.load();
+        let tls = snapshot.config.server.tls.as_ref()?;
+        Some(Arc::clone(tls.certificate.certified_key()))
+    }
+}
+
+/// Pingora TLS settings for one HTTPS listener: certificates from `live`, and HTTP/2 offered
+/// by ALPN when `http2`.
+pub fn listener_settings(live: Arc<LiveSnapshot>, http2: bool) -> Result<TlsSettings, String> {
+    let mut settings =
+        TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up TLS: {e}"))?;
+    settings.set_cert_resolver(Arc::new(SnapshotCertificate { live }));
+    if http2 {
+        settings.enable_h2();
+    }
+    Ok(settings)
+}
