@@ -3,7 +3,7 @@
 
 use crate::access_log;
 use crate::config::{self, AccessLogTarget, Config, NameLookup};
-use crate::listeners;
+use crate::process::listeners;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,7 +90,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => match crate::server::run(config, &cli.config, cli.upgrade) {
+        None => match crate::process::server::run(config, &cli.config, cli.upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("edgeproxy: error: {}: {e}", cli.config.display());
@@ -106,7 +106,7 @@ fn background(cli: &Cli, config: &Config) -> Result<u32, String> {
             "-d needs server.pid_file, which is how the background process is found; set it",
         )?;
     // The child reads the file from its own working directory, which is this one.
-    crate::daemon::start_in_background(&cli.config, cli.upgrade, pid_file)
+    crate::process::daemon::start_in_background(&cli.config, cli.upgrade, pid_file)
 }
 
 /// Reports on a parsed config: listeners that cannot be bound are errors, except those in use,

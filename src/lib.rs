@@ -1,8 +1,19 @@
 //! edgeproxy: an edge proxy and HTTP load balancer on Cloudflare's Pingora.
 //!
-//! A request flows config → [`snapshot`] (router + pools) → [`proxy`] phases, which pick a
-//! server with [`balance`], count in [`metrics`] and log with [`access_log`]; [`server`] wires
-//! it into Pingora and [`shutdown`] handles signals.
+//! The modules are layers, each importing only from those below it (`scripts/check-layers.py`
+//! fails the tests on an import cycle), from the bottom up:
+//!
+//! - [`net`] and [`sync`]: what HTTP and the network are, and shared counters; no config.
+//! - [`config`]: the YAML file, validated once into one typed `Config`.
+//! - [`metrics`], [`access_log`], [`limits`], [`cache`]: metric families, the access log,
+//!   per-client limits and the response cache, each built from its part of the config.
+//! - [`balance`]: the servers of an upstream, their state and how one is picked.
+//! - [`runtime`]: the snapshot requests read (router, pools, metric children), swapped live.
+//! - [`health`], [`resolver`], [`admin`], [`connections`]: the background services that
+//!   keep the snapshot's servers current, the metrics listener, and client connections.
+//! - [`proxy`]: the Pingora phases of a request.
+//! - [`process`]: the server assembled, and signals (reload, shutdown, upgrade).
+//! - [`cli`]: the command line, which `main.rs` runs.
 
 pub mod access_log;
 pub mod admin;
@@ -11,20 +22,12 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod connections;
-pub mod daemon;
 pub mod health;
-pub mod inflight;
-pub mod ip_shards;
-pub mod listeners;
-pub mod logging;
+pub mod limits;
 pub mod metrics;
 pub mod net;
+pub mod process;
 pub mod proxy;
-pub mod rate_limit;
-pub mod reload;
 pub mod resolver;
-pub mod route;
-pub mod server;
-pub mod shutdown;
-pub mod snapshot;
-pub mod tls_listener;
+pub mod runtime;
+pub mod sync;

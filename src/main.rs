@@ -17,6 +17,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &[u8; 18] = b"tcache_max:131072\0";
 
 fn main() -> ExitCode {
-    edgeproxy::logging::init();
+    edgeproxy::process::logging::init();
     edgeproxy::cli::main(edgeproxy::cli::Cli::parse())
 }

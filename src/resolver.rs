@@ -1,7 +1,7 @@
 //! Re-resolving server host names while running, as a Pingora background service, so that a
 //! container restarted with a new IP is found again (nginx resolves once, at start).
 
-use crate::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
+use crate::runtime::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;

@@ -121,3 +121,41 @@ fn the_name_check_sees_word_boundaries() {
         ["edgeproxy_up", "listen"].map(String::from).into()
     );
 }
+
+/// Every test tests/README.md names (`file.rs::test`, a path under src/ or a file of tests/)
+/// is a function of that file, so that a test renamed or moved cannot leave a promise held
+/// by nothing.
+#[test]
+fn every_test_the_promise_map_names_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = read(&root.join("tests/README.md"));
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for cell in map.split('`').skip(1).step_by(2) {
+        let Some((file, test)) = cell.split_once(".rs::") else {
+            continue;
+        };
+        if test.is_empty() || !test.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let file = format!("{file}.rs");
+        let path = if file.starts_with("src/") {
+            root.join(&file)
+        } else {
+            root.join("tests").join(&file)
+        };
+        let found = fs::read_to_string(&path).is_ok_and(|text| names(&text, &format!("fn {test}")));
+        checked += 1;
+        if !found {
+            missing.push(format!("{file}::{test}"));
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} tests named in tests/README.md"
+    );
+    assert!(
+        missing.is_empty(),
+        "tests/README.md names tests that do not exist: {missing:?}"
+    );
+}

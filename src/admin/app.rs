@@ -1,7 +1,7 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
 use crate::net::Cidr;
-use crate::snapshot::LiveSnapshot;
+use crate::runtime::snapshot::LiveSnapshot;
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;

@@ -1,6 +1,6 @@
 //! Per-server gauges read from the pools at scrape time.
 
-use crate::snapshot::LiveSnapshot;
+use crate::runtime::snapshot::LiveSnapshot;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts};

@@ -5,7 +5,7 @@ mod app;
 mod collector;
 
 use crate::metrics::Metrics;
-use crate::snapshot::LiveSnapshot;
+use crate::runtime::snapshot::LiveSnapshot;
 use app::AdminApp;
 use collector::BackendCollector;
 use pingora::apps::http_app::HttpServer;

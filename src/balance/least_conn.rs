@@ -3,7 +3,7 @@
 //! The counts are the per-server [`Inflight`] counters the proxy holds a guard on for each
 //! request, so they are exact: every request releases its count once, on every path.
 
-use crate::inflight::Inflight;
+use crate::sync::inflight::Inflight;
 use pingora::lb::selection::BackendIter;
 use pingora::lb::Backend;
 use std::sync::atomic::{AtomicUsize, Ordering};

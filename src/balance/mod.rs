@@ -12,9 +12,9 @@ pub use state::ServerState;
 use crate::config::{
     preferred_address, Balance, HashKey, HealthCheck, Upstream, UpstreamServer, WhenAllDown,
 };
-use crate::inflight::InflightGuard;
 use crate::metrics::handles::{FailureReason, ServerMetrics};
 use crate::metrics::Metrics;
+use crate::sync::inflight::InflightGuard;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderValue;

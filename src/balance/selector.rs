@@ -7,7 +7,7 @@ use super::least_conn::{LeastConn, LeastConnIter};
 use super::smooth::{SmoothIter, SmoothWeighted};
 use super::Addresses;
 use crate::config::Balance;
-use crate::inflight::Inflight;
+use crate::sync::inflight::Inflight;
 use arc_swap::ArcSwap;
 use pingora::lb::selection::consistent::{KetamaHashing, OwnedNodeIterator};
 use pingora::lb::selection::weighted::WeightedIterator;

@@ -1,7 +1,7 @@
 //! What is known about one server while it runs: requests in flight, active health, passive
 //! failures. The request path reads it with atomic loads; only failures and probes write.
 
-use crate::inflight::Inflight;
+use crate::sync::inflight::Inflight;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

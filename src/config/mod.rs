@@ -30,7 +30,7 @@ pub struct Config {
     pub cache: CacheSettings,
     /// Upstreams, ordered by name.
     pub upstreams: Vec<Upstream>,
-    /// Routes in file order; [`crate::route::Router`] decides precedence.
+    /// Routes in file order; [`crate::runtime::router::Router`] decides precedence.
     pub routes: Vec<Route>,
 }
 

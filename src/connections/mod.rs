@@ -14,14 +14,13 @@
 //! closed after it, as nginx does.
 
 pub mod deadline;
-mod per_ip;
 
-use crate::inflight::Inflight;
+use crate::limits::per_ip::PerIp;
 use crate::metrics::handles::GaugeGuard;
-use crate::snapshot::LiveSnapshot;
+use crate::runtime::snapshot::LiveSnapshot;
+use crate::sync::inflight::Inflight;
 use async_trait::async_trait;
 use deadline::HeaderDeadline;
-use per_ip::PerIp;
 use pingora::apps::ServerApp;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;

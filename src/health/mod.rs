@@ -5,7 +5,7 @@
 mod probe;
 
 use crate::balance::Pool;
-use crate::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
+use crate::runtime::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;

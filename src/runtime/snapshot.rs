@@ -5,10 +5,10 @@
 
 use crate::balance::Pool;
 use crate::config::Config;
+use crate::limits::rate_limit::RateLimiter;
 use crate::metrics::handles::RouteMetrics;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
-use crate::route::Router;
+use crate::runtime::router::Router;
 use arc_swap::ArcSwap;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;

@@ -4,7 +4,7 @@
 //! when its last connection closes, so it never holds more entries than there are open
 //! connections.
 
-use crate::ip_shards::IpShards;
+use crate::limits::ip_shards::IpShards;
 use std::net::IpAddr;
 use std::sync::Arc;
 

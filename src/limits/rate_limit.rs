@@ -6,7 +6,7 @@
 //! it without bound.
 
 use crate::config::RateLimit;
-use crate::ip_shards::IpShards;
+use crate::limits::ip_shards::IpShards;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 /// Buckets a shard holds before it looks for idle ones to drop.

@@ -8,8 +8,8 @@
 //! nothing in flight; a deploy that waits 10 s per instance for nothing is what this avoids.
 
 use crate::connections::{Connections, SETTLE};
-use crate::daemon;
-use crate::inflight::Inflight;
+use crate::process::daemon;
+use crate::sync::inflight::Inflight;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! listener gets a certificate resolver instead: each handshake takes the certificate of the
 //! snapshot in force, and a reload serves a renewed certificate without a restart.
 
-use crate::snapshot::LiveSnapshot;
+use crate::runtime::snapshot::LiveSnapshot;
 use pingora::listeners::tls::TlsSettings;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, ResolvesServerCert};

@@ -5,7 +5,7 @@
 
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
-use crate::snapshot::{LiveSnapshot, Snapshot};
+use crate::runtime::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
