@@ -15,7 +15,7 @@ for id in 1 2 3; do
 done
 
 target/release/edgeproxy check -c conf/edgeproxy.yaml
-echo "run-demo: try  curl -i localhost:8080/  (Ctrl-C to stop)" >&2
+echo "run-demo: try  curl -i localhost:8080/  and the tour in README.md (Ctrl-C to stop)" >&2
 target/release/edgeproxy -c conf/edgeproxy.yaml &
 pids+=($!)
 wait "${pids[-1]}"

@@ -126,6 +126,12 @@ impl DemoApp {
                 let count = query.get("count").and_then(|v| v.parse().ok());
                 self.events(http, interval, count).await
             }
+            // A stand-in for a static file: which instance served it shows whether a cache in
+            // front answered instead.
+            (&Method::GET | &Method::HEAD, p) if p.starts_with("/static/") => {
+                let body = json!({ "file": &p["/static/".len()..], "instance": self.id });
+                self.json(http, 200, &body).await
+            }
             (_, p) if p.starts_with("/status/") => match p["/status/".len()..].parse::<u16>() {
                 Ok(code) if (200..600).contains(&code) => {
                     self.json(http, code, &json!({ "instance": self.id, "status": code }))
