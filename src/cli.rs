@@ -102,7 +102,7 @@ pub fn main(cli: Cli) -> ExitCode {
 
 fn background(cli: &Cli, config: &Config) -> Result<u32, String> {
     let pid_file =
-        config.server.pid_file.as_ref().ok_or(
+        config.process.pid_file.as_ref().ok_or(
             "-d needs server.pid_file, which is how the background process is found; set it",
         )?;
     // The child reads the file from its own working directory, which is this one.
@@ -113,7 +113,7 @@ fn background(cli: &Cli, config: &Config) -> Result<u32, String> {
 /// which is what a running edgeproxy does to its own ports.
 fn check(path: &std::path::Path, config: &Config) -> ExitCode {
     let mut failed = false;
-    for problem in listeners::probe(config.listeners()) {
+    for problem in listeners::probe(config.process.listeners()) {
         if problem.in_use() {
             eprintln!(
                 "edgeproxy: warning: {}: {}",
@@ -129,7 +129,7 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
             failed = true;
         }
     }
-    if let AccessLogTarget::File(file) = &config.server.access_log {
+    if let AccessLogTarget::File(file) = &config.process.access_log {
         if let Err(e) = access_log::open_file(file) {
             eprintln!(
                 "edgeproxy: error: {}: server.access_log: cannot open {e}",
@@ -138,7 +138,7 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
             failed = true;
         }
     }
-    if let Some(dir) = config.server.pid_file.as_deref().and_then(Path::parent) {
+    if let Some(dir) = config.process.pid_file.as_deref().and_then(Path::parent) {
         if !dir.is_dir() {
             eprintln!(
                 "edgeproxy: error: {}: server.pid_file: directory {} does not exist, so the pid \
@@ -156,7 +156,7 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
 }
 
 fn valid(path: &std::path::Path, config: &Config) -> ExitCode {
-    if let Some(warning) = config.metrics.as_ref().and_then(|m| m.exposure_warning()) {
+    if let Some(warning) = config.metrics_exposure_warning() {
         eprintln!("edgeproxy: warning: {}: {warning}", path.display());
     }
     println!(
@@ -171,7 +171,7 @@ fn valid(path: &std::path::Path, config: &Config) -> ExitCode {
 /// running on this same file: a stale pid file may name some other process by now, and a
 /// process started with another file would re-read that one, not the file just checked.
 fn signal_reload(config: &Config, path: &Path) -> Result<i32, String> {
-    let pid_file = config.server.pid_file.as_ref().ok_or(
+    let pid_file = config.process.pid_file.as_ref().ok_or(
         "server.pid_file is not set, so the running process cannot be found; set it, or send SIGHUP to the process yourself",
     )?;
     let text = std::fs::read_to_string(pid_file).map_err(|e| {
@@ -272,7 +272,7 @@ fn summary(config: &Config) -> String {
     let servers: usize = config.upstreams.iter().map(|u| u.servers.len()).sum();
     format!(
         "{} listener(s), {} upstream(s) with {} server(s), {} route(s)",
-        config.server.listen.len() + config.server.tls.as_ref().map_or(0, |t| t.listen.len()),
+        config.process.listen.len() + config.process.https.as_ref().map_or(0, |t| t.listen.len()),
         config.upstreams.len(),
         servers,
         config.routes.len()

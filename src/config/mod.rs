@@ -19,46 +19,137 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// A validated configuration.
+/// A validated configuration: what is fixed when the process starts, and what a reload puts
+/// in force.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Listener and process settings.
+    /// Restart-only settings: sockets, threads, and what is made once at start.
+    pub process: ProcessSettings,
+    /// The `server:` settings a reload changes.
     pub server: ServerSettings,
-    /// The Prometheus listener, if enabled.
+    /// Who may read the metrics listener, if there is one.
     pub metrics: Option<MetricsSettings>,
-    /// The response cache.
-    pub cache: CacheSettings,
     /// Upstreams, ordered by name.
     pub upstreams: Vec<Upstream>,
     /// Routes in file order; [`crate::runtime::router::Router`] decides precedence.
     pub routes: Vec<Route>,
 }
 
-/// `server:` settings.
+/// What a running process keeps until it restarts: the sockets it listens on, its threads,
+/// and what it makes once at start (log writer, cache, pid file). A reload keeps these
+/// values ([`Config::keep_process`]) and warns about each one the file changed
+/// ([`ProcessSettings::changed_keys`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSettings {
+    /// `server.listen`: plain-HTTP listening addresses.
+    pub listen: Vec<SocketAddr>,
+    /// `server.threads`: worker threads of the proxy service.
+    pub threads: usize,
+    /// `server.grace_period`: how long SIGTERM waits for in-flight requests.
+    pub grace_period: Duration,
+    /// `server.access_log`: where access-log lines go.
+    pub access_log: AccessLogTarget,
+    /// `server.access_log_format`: how access-log lines look.
+    pub access_log_format: AccessLogFormat,
+    /// `server.pid_file`: where the process id is written, for `edgeproxy reload`.
+    pub pid_file: Option<std::path::PathBuf>,
+    /// `server.upgrade_sock`: the Unix socket listening sockets are handed over on during a
+    /// binary upgrade.
+    pub upgrade_sock: std::path::PathBuf,
+    /// `server.watch`: reload when the config file (or a certificate file) changes.
+    pub watch: bool,
+    /// `server.preserve_header_case`: write HTTP/1 header names in the case they were
+    /// received in, as nginx does, instead of lowercase (HAProxy's and Envoy's default).
+    pub preserve_header_case: bool,
+    /// `server.tls.listen` and `server.tls.http2`: the HTTPS listeners, if any.
+    pub https: Option<HttpsListeners>,
+    /// `metrics.listen`: where `/metrics` and `/status` are served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `cache:`: the response cache.
+    pub cache: CacheSettings,
+}
+
+impl ProcessSettings {
+    /// The keys whose values differ in `other`, for a reload to warn about.
+    pub fn changed_keys(&self, other: &Self) -> Vec<&'static str> {
+        // Destructured without `..`, so that a new field does not compile until it is compared.
+        let Self {
+            listen,
+            threads,
+            grace_period,
+            access_log,
+            access_log_format,
+            pid_file,
+            upgrade_sock,
+            watch,
+            preserve_header_case,
+            https,
+            metrics_listen,
+            cache,
+        } = self;
+        let mut keys = Vec::new();
+        let mut compare = |key, differs: bool| {
+            if differs {
+                keys.push(key);
+            }
+        };
+        compare("server.listen", *listen != other.listen);
+        compare("server.threads", *threads != other.threads);
+        compare("server.pid_file", *pid_file != other.pid_file);
+        compare("server.watch", *watch != other.watch);
+        compare(
+            "server.preserve_header_case",
+            *preserve_header_case != other.preserve_header_case,
+        );
+        compare("server.upgrade_sock", *upgrade_sock != other.upgrade_sock);
+        compare("server.grace_period", *grace_period != other.grace_period);
+        compare("server.access_log", *access_log != other.access_log);
+        compare(
+            "server.access_log_format",
+            *access_log_format != other.access_log_format,
+        );
+        match (https, &other.https) {
+            (Some(was), Some(now)) => {
+                compare("server.tls.listen", was.listen != now.listen);
+                compare("server.tls.http2", was.http2 != now.http2);
+            }
+            (None, None) => {}
+            _ => compare("server.tls (adding or removing HTTPS)", true),
+        }
+        match (metrics_listen, other.metrics_listen) {
+            (Some(was), Some(now)) => compare("metrics.listen", *was != now),
+            (None, None) => {}
+            _ => compare("metrics (adding or removing the metrics listener)", true),
+        }
+        compare("cache.max_size", *cache != other.cache);
+        keys
+    }
+
+    /// Every address edgeproxy listens on, with the key that configures it.
+    pub fn listeners(&self) -> impl Iterator<Item = (&'static str, &SocketAddr)> {
+        let proxy = self.listen.iter().map(|a| ("server.listen", a));
+        let https = self.https.iter().flat_map(|t| &t.listen);
+        proxy
+            .chain(https.map(|a| ("server.tls.listen", a)))
+            .chain(self.metrics_listen.iter().map(|a| ("metrics.listen", a)))
+    }
+}
+
+/// `server.tls`: the HTTPS listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsListeners {
+    /// HTTPS listening addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Offer HTTP/2 by ALPN.
+    pub http2: bool,
+}
+
+/// `server:` settings a reload changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
-    /// Plain-HTTP listening addresses.
-    pub listen: Vec<SocketAddr>,
-    /// Worker threads of the proxy service.
-    pub threads: usize,
     /// The path the proxy answers itself with 200.
     pub health_path: String,
-    /// How long SIGTERM waits for in-flight requests.
-    pub grace_period: Duration,
-    /// Where access-log lines go.
-    pub access_log: AccessLogTarget,
-    /// How access-log lines look.
-    pub access_log_format: AccessLogFormat,
-    /// Where the process id is written, for `edgeproxy reload`.
-    pub pid_file: Option<std::path::PathBuf>,
-    /// The Unix socket listening sockets are handed over on during a binary upgrade.
-    pub upgrade_sock: std::path::PathBuf,
-    /// Reload when the config file (or a certificate file) changes.
-    pub watch: bool,
-    /// Write HTTP/1 header names in the case they were received in, as nginx does, instead
-    /// of lowercase (HAProxy's and Envoy's default). Restart-only.
-    pub preserve_header_case: bool,
-    /// HTTPS listeners, if any.
+    /// The certificate of the HTTPS listeners, when there are some.
     pub tls: Option<Tls>,
     /// Proxies in front whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
@@ -96,24 +187,13 @@ impl ClientLimits {
     }
 }
 
-/// `server.tls` settings.
+/// `server.tls` settings a reload changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
-    /// HTTPS listening addresses.
-    pub listen: Vec<SocketAddr>,
     /// The certificate chain and key, loaded.
     pub certificate: Certificate,
     /// Answer plain-HTTP requests (but the health path) with a redirect to HTTPS.
     pub redirect_http_to_https: bool,
-    /// Offer HTTP/2 by ALPN.
-    pub http2: bool,
-}
-
-impl Tls {
-    /// The port plain-HTTP requests are redirected to: the first HTTPS listener's.
-    pub fn redirect_port(&self) -> u16 {
-        self.listen.first().map_or(443, SocketAddr::port)
-    }
 }
 
 /// `server.access_log`.
@@ -145,28 +225,11 @@ pub struct CacheSettings {
     pub max_size: u64,
 }
 
-/// `metrics:` settings.
+/// `metrics:` settings a reload changes (`metrics.listen` is a [`ProcessSettings`] one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsSettings {
-    /// Where `/metrics` is served.
-    pub listen: SocketAddr,
-    /// Client addresses allowed to read it; empty: whoever can reach `listen`.
+    /// Client addresses allowed to read it; empty: whoever can reach `metrics.listen`.
     pub allow: Vec<Cidr>,
-}
-
-impl MetricsSettings {
-    /// A warning when `listen` takes connections from other hosts while `allow` lets anyone
-    /// in: the status page and metrics name every backend, which the internet need not know.
-    pub fn exposure_warning(&self) -> Option<String> {
-        (!self.listen.ip().is_loopback() && self.allow.is_empty()).then(|| {
-            format!(
-                "metrics.listen {} takes connections from other hosts and metrics.allow is \
-                 empty: anyone who reaches it can read /metrics and /status; list the \
-                 scrapers' networks in metrics.allow",
-                self.listen
-            )
-        })
-    }
 }
 
 /// How an upstream picks a server for each request.
@@ -364,13 +427,39 @@ pub struct RateLimit {
 }
 
 impl Config {
-    /// Every address edgeproxy listens on, with the key that configures it.
-    pub fn listeners(&self) -> impl Iterator<Item = (&'static str, &SocketAddr)> {
-        let proxy = self.server.listen.iter().map(|a| ("server.listen", a));
-        let https = self.server.tls.iter().flat_map(|t| &t.listen);
-        proxy
-            .chain(https.map(|a| ("server.tls.listen", a)))
-            .chain(self.metrics.iter().map(|m| ("metrics.listen", &m.listen)))
+    /// Puts back the process settings of the `running` config, which a reload cannot change.
+    /// The live settings that only mean something with one of them (the certificate with the
+    /// HTTPS listeners, `metrics.allow` with the metrics listener) are kept too when the file
+    /// adds or removes it.
+    pub fn keep_process(&mut self, running: &Config) {
+        self.process.clone_from(&running.process);
+        if self.server.tls.is_some() != self.process.https.is_some() {
+            self.server.tls.clone_from(&running.server.tls);
+        }
+        if self.metrics.is_some() != self.process.metrics_listen.is_some() {
+            self.metrics.clone_from(&running.metrics);
+        }
+    }
+
+    /// The port plain-HTTP requests are redirected to: the first HTTPS listener's.
+    pub fn https_redirect_port(&self) -> u16 {
+        let first = self.process.https.as_ref().and_then(|h| h.listen.first());
+        first.map_or(443, SocketAddr::port)
+    }
+
+    /// A warning when `metrics.listen` takes connections from other hosts while
+    /// `metrics.allow` lets anyone in: the status page and metrics name every backend, which
+    /// the internet need not know.
+    pub fn metrics_exposure_warning(&self) -> Option<String> {
+        let listen = self.process.metrics_listen?;
+        let open = self.metrics.as_ref().is_none_or(|m| m.allow.is_empty());
+        (!listen.ip().is_loopback() && open).then(|| {
+            format!(
+                "metrics.listen {listen} takes connections from other hosts and metrics.allow \
+                 is empty: anyone who reaches it can read /metrics and /status; list the \
+                 scrapers' networks in metrics.allow"
+            )
+        })
     }
 
     /// The upstream a route sends to.

@@ -52,10 +52,10 @@ fn the_shipped_config_is_valid() {
 #[test]
 fn defaults_fill_what_is_left_out() {
     let config = parse_ok(MINIMAL);
-    assert_eq!(config.server.listen, ["0.0.0.0:8080".parse().unwrap()]);
+    assert_eq!(config.process.listen, ["0.0.0.0:8080".parse().unwrap()]);
     assert_eq!(config.server.health_path, "/edge-health");
-    assert_eq!(config.server.grace_period, Duration::from_secs(10));
-    assert!(config.server.threads >= 1);
+    assert_eq!(config.process.grace_period, Duration::from_secs(10));
+    assert!(config.process.threads >= 1);
     assert_eq!(config.metrics, None);
     let app = &config.upstreams[0];
     assert_eq!(app.balance, Balance::RoundRobin);
@@ -91,12 +91,12 @@ routes:
   - { path: /, upstream: app }
 "#,
     );
-    assert_eq!(config.server.listen.len(), 2);
-    assert_eq!(config.server.threads, 3);
+    assert_eq!(config.process.listen.len(), 2);
+    assert_eq!(config.process.threads, 3);
     assert_eq!(config.server.health_path, "/nginx-health");
-    assert_eq!(config.server.grace_period, Duration::from_millis(1500));
+    assert_eq!(config.process.grace_period, Duration::from_millis(1500));
     assert_eq!(
-        config.metrics.unwrap().listen,
+        config.process.metrics_listen.unwrap(),
         "127.0.0.1:9091".parse().unwrap()
     );
     let app = &config.upstreams[0];
@@ -637,11 +637,11 @@ fn cache_keys_are_read_and_checked() {
         format!("{top}upstreams: {{ app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ] }} }}\nroutes: [ {{ path: /, upstream: app{route} }} ]")
     };
     let config = parse_ok(&with("cache: { max_size: 128MiB }\n", ", cache: 1h"));
-    assert_eq!(config.cache.max_size, 128 << 20);
+    assert_eq!(config.process.cache.max_size, 128 << 20);
     assert_eq!(config.routes[0].cache, Some(Duration::from_secs(3600)));
     let config = parse_ok(&with("", ""));
     assert_eq!(
-        (config.cache.max_size, config.routes[0].cache),
+        (config.process.cache.max_size, config.routes[0].cache),
         (64 << 20, None)
     );
     assert_err(
@@ -670,23 +670,26 @@ fn cache_keys_are_read_and_checked() {
 #[test]
 fn access_log_keys_are_read_and_checked() {
     let with = |server: &str| format!("server: {{ {server} }}\n{MINIMAL}");
-    assert_eq!(parse_ok(MINIMAL).server.access_log, AccessLogTarget::Stdout);
     assert_eq!(
-        parse_ok(MINIMAL).server.access_log_format,
+        parse_ok(MINIMAL).process.access_log,
+        AccessLogTarget::Stdout
+    );
+    assert_eq!(
+        parse_ok(MINIMAL).process.access_log_format,
         AccessLogFormat::Combined
     );
     assert_eq!(
-        parse_ok(&with("access_log: off")).server.access_log,
+        parse_ok(&with("access_log: off")).process.access_log,
         AccessLogTarget::Off
     );
     let config = parse_ok(&with(
         "access_log: /var/log/edgeproxy/access.log, access_log_format: json",
     ));
     assert_eq!(
-        config.server.access_log,
+        config.process.access_log,
         AccessLogTarget::File("/var/log/edgeproxy/access.log".into())
     );
-    assert_eq!(config.server.access_log_format, AccessLogFormat::Json);
+    assert_eq!(config.process.access_log_format, AccessLogFormat::Json);
     assert_err(
         &with("access_log: logs/access.log"),
         "server.access_log",
@@ -703,14 +706,17 @@ fn access_log_keys_are_read_and_checked() {
 fn pid_file_and_watch_are_read_and_checked() {
     let with = |server: &str| format!("server: {{ {server} }}\n{MINIMAL}");
     let config = parse_ok(MINIMAL);
-    assert_eq!((config.server.pid_file, config.server.watch), (None, false));
+    assert_eq!(
+        (config.process.pid_file, config.process.watch),
+        (None, false)
+    );
     let config = parse_ok(&with("pid_file: /run/edgeproxy.pid, watch: true"));
-    assert_eq!(config.server.pid_file, Some("/run/edgeproxy.pid".into()));
-    assert!(config.server.watch);
-    assert!(!config.server.preserve_header_case);
+    assert_eq!(config.process.pid_file, Some("/run/edgeproxy.pid".into()));
+    assert!(config.process.watch);
+    assert!(!config.process.preserve_header_case);
     assert!(
         parse_ok(&with("preserve_header_case: true"))
-            .server
+            .process
             .preserve_header_case
     );
     assert_err(
@@ -730,12 +736,12 @@ fn pid_file_and_watch_are_read_and_checked() {
 fn upgrade_sock_is_read_and_checked() {
     let with = |server: &str| format!("server: {{ {server} }}\n{MINIMAL}");
     assert_eq!(
-        parse_ok(MINIMAL).server.upgrade_sock,
+        parse_ok(MINIMAL).process.upgrade_sock,
         std::path::PathBuf::from("/tmp/edgeproxy_upgrade.sock")
     );
     let config = parse_ok(&with("upgrade_sock: /run/edgeproxy/upgrade.sock"));
     assert_eq!(
-        config.server.upgrade_sock,
+        config.process.upgrade_sock,
         std::path::PathBuf::from("/run/edgeproxy/upgrade.sock")
     );
     assert_err(
@@ -767,32 +773,32 @@ fn tls_keys_are_read_and_checked() {
     let pair = format!("cert: {cert}, key: {key}");
 
     assert_eq!(parse_ok(MINIMAL).server.tls, None);
-    let tls = parse_ok(&with(&format!("listen: ['127.0.0.1:8443'], {pair}")))
-        .server
-        .tls
-        .unwrap();
-    assert_eq!(tls.listen, ["127.0.0.1:8443".parse().unwrap()]);
+    assert_eq!(parse_ok(MINIMAL).process.https, None);
+    let config = parse_ok(&with(&format!("listen: ['127.0.0.1:8443'], {pair}")));
+    let (https, tls) = (
+        config.process.https.as_ref().unwrap(),
+        config.server.tls.as_ref().unwrap(),
+    );
+    assert_eq!(https.listen, ["127.0.0.1:8443".parse().unwrap()]);
     assert_eq!(
         tls.certificate.cert_path.display().to_string(),
         cert.to_string()
     );
-    assert!(tls.http2);
+    assert!(https.http2);
     assert!(!tls.redirect_http_to_https);
-    assert_eq!(tls.redirect_port(), 8443);
-    let tls = parse_ok(&with(&format!(
+    assert_eq!(config.https_redirect_port(), 8443);
+    let config = parse_ok(&with(&format!(
         "listen: ['0.0.0.0:443'], {pair}, http2: false, redirect_http_to_https: true"
-    )))
-    .server
-    .tls
-    .unwrap();
-    assert!(!tls.http2 && tls.redirect_http_to_https);
+    )));
+    let (https, tls) = (config.process.https.unwrap(), config.server.tls.unwrap());
+    assert!(!https.http2 && tls.redirect_http_to_https);
 
     let https_only = format!(
         "server:\n  listen: []\n  tls: {{ listen: ['127.0.0.1:8443'], {pair} }}\n{MINIMAL}"
     );
     let config = parse_ok(&https_only);
-    assert!(config.server.listen.is_empty());
-    assert_eq!(config.listeners().count(), 1);
+    assert!(config.process.listen.is_empty());
+    assert_eq!(config.process.listeners().count(), 1);
     assert_err(
         &https_only.replace("{ listen", "{ redirect_http_to_https: true, listen"),
         "server.tls.redirect_http_to_https",
@@ -1006,18 +1012,21 @@ fn route_limits_are_read_and_checked() {
 #[test]
 fn metrics_default_to_loopback_and_read_allow() {
     let config = parse_ok(&format!("metrics: {{}}\n{MINIMAL}"));
+    assert_eq!(
+        config.process.metrics_listen,
+        Some("127.0.0.1:9091".parse().unwrap())
+    );
+    assert_eq!(config.metrics_exposure_warning(), None);
     let metrics = config.metrics.unwrap();
-    assert_eq!(metrics.listen, "127.0.0.1:9091".parse().unwrap());
     assert!(metrics.allow.is_empty());
-    assert_eq!(metrics.exposure_warning(), None);
     let config = parse_ok(&format!(
         "metrics: {{ listen: 0.0.0.0:9100, allow: [10.0.0.0/8] }}\n{MINIMAL}"
     ));
+    assert_eq!(config.metrics_exposure_warning(), None);
     let metrics = config.metrics.unwrap();
     assert_eq!(metrics.allow.len(), 1);
-    assert_eq!(metrics.exposure_warning(), None);
     let config = parse_ok(&format!("metrics: {{ listen: 0.0.0.0:9100 }}\n{MINIMAL}"));
-    assert!(config.metrics.unwrap().exposure_warning().is_some());
+    assert!(config.metrics_exposure_warning().is_some());
     assert_err(
         &format!("metrics: {{ allow: [10.0.0.1/8] }}\n{MINIMAL}"),
         "metrics.allow[0]",

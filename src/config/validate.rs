@@ -7,8 +7,8 @@ use super::file::{
 use super::values::ByteSize;
 use super::{
     AccessLogTarget, Balance, CacheSettings, CheckKind, ClientLimits, Config, ConfigError,
-    HealthCheck, MetricsSettings, NameLookup, Probe, RateLimit, Route, ServerSettings, Timeouts,
-    Tls, Upstream, UpstreamServer,
+    HealthCheck, HttpsListeners, MetricsSettings, NameLookup, Probe, ProcessSettings, RateLimit,
+    Route, ServerSettings, Timeouts, Tls, Upstream, UpstreamServer,
 };
 use super::{CertFile, Certificate};
 use crate::net::path;
@@ -54,13 +54,15 @@ const MAX_HEADER_COUNT: usize = 256;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
-    let server = server_settings(file.server)?;
-    let metrics = file.metrics.map(|m| MetricsSettings {
-        listen: m.listen.map_or_else(
+    let (mut process, server) = server_settings(file.server)?;
+    let metrics = file.metrics.map(|m| {
+        process.metrics_listen = Some(m.listen.map_or_else(
             || DEFAULT_METRICS_LISTEN.parse().expect("constant address"),
             |l| l.0,
-        ),
-        allow: m.allow.unwrap_or_default(),
+        ));
+        MetricsSettings {
+            allow: m.allow.unwrap_or_default(),
+        }
     });
 
     if file.upstreams.is_empty() {
@@ -76,33 +78,32 @@ pub fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigErr
         .collect::<Result<Vec<_>, _>>()?;
 
     let routes = routes(file.routes, &upstreams)?;
-    let cache = CacheSettings {
+    process.cache = CacheSettings {
         max_size: file
             .cache
             .and_then(|c| c.max_size)
             .map_or(DEFAULT_CACHE_SIZE, |s| s.0),
     };
-    if cache.max_size < 1 << 20 {
+    if process.cache.max_size < 1 << 20 {
         return Err(ConfigError::at_key(
             "cache.max_size",
             "must be at least 1MiB",
         ));
     }
-    let config = Config {
+    listeners_apart(&process)?;
+    Ok(Config {
+        process,
         server,
         metrics,
-        cache,
         upstreams,
         routes,
-    };
-    listeners_apart(&config)?;
-    Ok(config)
+    })
 }
 
 /// Each address is listened on for one purpose only.
-fn listeners_apart(config: &Config) -> Result<(), ConfigError> {
+fn listeners_apart(process: &ProcessSettings) -> Result<(), ConfigError> {
     let mut seen: HashMap<SocketAddr, &str> = HashMap::new();
-    for (key, addr) in config.listeners() {
+    for (key, addr) in process.listeners() {
         if let Some(earlier) = seen.insert(*addr, key) {
             let message = if earlier == key {
                 format!("{addr} is listed twice")
@@ -115,7 +116,9 @@ fn listeners_apart(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
+/// The `server:` section: its restart-only settings (the cache and the metrics listener are
+/// filled in from their own sections), and those a reload changes.
+fn server_settings(file: FileServer) -> Result<(ProcessSettings, ServerSettings), ConfigError> {
     let limits = client_limits(&file)?;
     let listen: Vec<SocketAddr> = match file.listen {
         Some(list) => list.into_iter().map(|a| a.0).collect(),
@@ -166,11 +169,13 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
     let pid_file = absolute("server.pid_file", file.pid_file.as_deref())?;
     let upgrade_sock = absolute("server.upgrade_sock", file.upgrade_sock.as_deref())?
         .unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into());
-    let tls = file.tls.map(|t| tls_settings(t, &listen)).transpose()?;
-    Ok(ServerSettings {
+    let (https, tls) = match file.tls {
+        Some(t) => tls_settings(t, &listen).map(|(https, tls)| (Some(https), Some(tls)))?,
+        None => (None, None),
+    };
+    let process = ProcessSettings {
         listen,
         threads,
-        health_path,
         grace_period: file.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
         access_log,
         access_log_format: file.access_log_format,
@@ -178,10 +183,19 @@ fn server_settings(file: FileServer) -> Result<ServerSettings, ConfigError> {
         upgrade_sock,
         watch: file.watch,
         preserve_header_case: file.preserve_header_case,
+        https,
+        metrics_listen: None,
+        cache: CacheSettings {
+            max_size: DEFAULT_CACHE_SIZE,
+        },
+    };
+    let server = ServerSettings {
+        health_path,
         tls,
         trusted_proxies: file.trusted_proxies.unwrap_or_default(),
         limits,
-    })
+    };
+    Ok((process, server))
 }
 
 fn client_limits(file: &FileServer) -> Result<ClientLimits, ConfigError> {
@@ -252,7 +266,10 @@ fn client_limits(file: &FileServer) -> Result<ClientLimits, ConfigError> {
     })
 }
 
-fn tls_settings(file: FileTls, http_listen: &[SocketAddr]) -> Result<Tls, ConfigError> {
+fn tls_settings(
+    file: FileTls,
+    http_listen: &[SocketAddr],
+) -> Result<(HttpsListeners, Tls), ConfigError> {
     let listen: Vec<SocketAddr> = file.listen.into_iter().map(|a| a.0).collect();
     if listen.is_empty() {
         return Err(ConfigError::at_key(
@@ -283,12 +300,15 @@ fn tls_settings(file: FileTls, http_listen: &[SocketAddr]) -> Result<Tls, Config
         };
         ConfigError::at_key(key, e.message)
     })?;
-    Ok(Tls {
+    let https = HttpsListeners {
         listen,
+        http2: file.http2.unwrap_or(true),
+    };
+    let tls = Tls {
         certificate,
         redirect_http_to_https: file.redirect_http_to_https,
-        http2: file.http2.unwrap_or(true),
-    })
+    };
+    Ok((https, tls))
 }
 
 /// A file path that must be absolute: a relative one would depend on where the service

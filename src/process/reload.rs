@@ -74,102 +74,12 @@ impl Reloader {
     }
 }
 
-/// Puts back the running values of settings a reload cannot change (sockets, threads, the
-/// cache and log writers made at start), and names those that differed.
+/// Puts back the running values of the settings a reload cannot change (sockets, threads,
+/// the cache and log writers made at start), and names those that differed.
 fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let (was, now) = (&running.server, &mut new.server);
-    keep(&mut changed, "server.listen", &was.listen, &mut now.listen);
-    keep(
-        &mut changed,
-        "server.threads",
-        &was.threads,
-        &mut now.threads,
-    );
-    keep(
-        &mut changed,
-        "server.pid_file",
-        &was.pid_file,
-        &mut now.pid_file,
-    );
-    keep(&mut changed, "server.watch", &was.watch, &mut now.watch);
-    keep(
-        &mut changed,
-        "server.preserve_header_case",
-        &was.preserve_header_case,
-        &mut now.preserve_header_case,
-    );
-    keep(
-        &mut changed,
-        "server.upgrade_sock",
-        &was.upgrade_sock,
-        &mut now.upgrade_sock,
-    );
-    keep(
-        &mut changed,
-        "server.grace_period",
-        &was.grace_period,
-        &mut now.grace_period,
-    );
-    keep(
-        &mut changed,
-        "server.access_log",
-        &was.access_log,
-        &mut now.access_log,
-    );
-    keep(
-        &mut changed,
-        "server.access_log_format",
-        &was.access_log_format,
-        &mut now.access_log_format,
-    );
-    match (&was.tls, &mut now.tls) {
-        (Some(was), Some(now)) => {
-            keep(
-                &mut changed,
-                "server.tls.listen",
-                &was.listen,
-                &mut now.listen,
-            );
-            keep(&mut changed, "server.tls.http2", &was.http2, &mut now.http2);
-        }
-        (None, None) => {}
-        (_, now) => {
-            changed.push("server.tls (adding or removing HTTPS)");
-            now.clone_from(&was.tls);
-        }
-    }
-    // Only the metrics listener is made at start: `allow` is read from the live config.
-    match (&running.metrics, &mut new.metrics) {
-        (Some(was), Some(now)) => {
-            keep(&mut changed, "metrics.listen", &was.listen, &mut now.listen)
-        }
-        (None, None) => {}
-        (_, now) => {
-            changed.push("metrics (adding or removing the metrics listener)");
-            now.clone_from(&running.metrics);
-        }
-    }
-    keep(
-        &mut changed,
-        "cache.max_size",
-        &running.cache,
-        &mut new.cache,
-    );
+    let changed = running.process.changed_keys(&new.process);
+    new.keep_process(running);
     changed
-}
-
-/// Restores `running` into `new` if they differ, noting `key`.
-fn keep<T: PartialEq + Clone>(
-    changed: &mut Vec<&'static str>,
-    key: &'static str,
-    running: &T,
-    new: &mut T,
-) {
-    if running != new {
-        changed.push(key);
-        new.clone_from(running);
-    }
 }
 
 /// How often `watch: true` looks at the file.
@@ -192,7 +102,7 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
-        let watch = self.live.load().config.server.watch;
+        let watch = self.live.load().config.process.watch;
         let mut ticker = tokio::time::interval(WATCH_EVERY);
         let mut seen = self.watched_stamps();
         let mut pending = false;
@@ -244,8 +154,8 @@ mod tests {
             "metrics: { listen: \"127.0.0.1:9092\", allow: [10.0.0.0/8] }\n",
         );
         assert_eq!(keep_restart_only(&running, &mut new), ["metrics.listen"]);
+        assert_eq!(new.process.metrics_listen, running.process.metrics_listen);
         let metrics = new.metrics.expect("metrics kept");
-        assert_eq!(metrics.listen, running.metrics.expect("metrics").listen);
         assert_eq!(metrics.allow.len(), 1, "the new allow-list is taken");
     }
 
@@ -279,6 +189,7 @@ mod tests {
             assert!(changed.contains(&key), "{key} not named in {changed:?}");
         }
         assert_eq!(new.server, running.server);
+        assert_eq!(new.process, running.process);
     }
 
     #[test]
@@ -300,7 +211,7 @@ mod tests {
             ),
             "cache: { max_size: 1MiB }\n",
         );
-        new.server.listen = vec!["127.0.0.1:9090".parse().expect("an address")];
+        new.process.listen = vec!["127.0.0.1:9090".parse().expect("an address")];
         let changed = keep_restart_only(&running, &mut new);
         for key in [
             "server.listen",
@@ -314,7 +225,7 @@ mod tests {
             assert!(changed.contains(&key), "{key} not named in {changed:?}");
         }
         assert_eq!(new.server, running.server);
-        assert_eq!(new.cache, running.cache);
+        assert_eq!(new.process, running.process);
 
         // Adding or removing HTTPS is one change, and the running side stays.
         for (was, now) in [
@@ -325,6 +236,7 @@ mod tests {
             let changed = keep_restart_only(was, &mut now);
             assert_eq!(changed, ["server.tls (adding or removing HTTPS)"]);
             assert_eq!(now.server.tls, was.server.tls);
+            assert_eq!(now.process.https, was.process.https);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::access_log::AccessLog;
 use crate::admin;
-use crate::config::{Config, ServerSettings};
+use crate::config::Config;
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
 use crate::metrics::Metrics;
@@ -46,12 +46,12 @@ const ACCEPT_TASKS_PER_LISTENER: usize = 4;
 /// cannot be bound.
 pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     if !upgrade {
-        let problems = listeners::probe(config.listeners());
+        let problems = listeners::probe(config.process.listeners());
         if let Some(problem) = problems.first() {
             return Err(problem.describe());
         }
     }
-    if let Some(pid_file) = &config.server.pid_file {
+    if let Some(pid_file) = &config.process.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .map_err(|e| format!("server.pid_file: cannot write {}: {e}", pid_file.display()))?;
     }
@@ -65,17 +65,21 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
              systemd unit and Dockerfile run it as user edgeproxy)"
         );
     }
-    let settings = config.server.clone();
+    let process = config.process.clone();
+    let limits = config.server.limits;
     let conf = ServerConf {
-        threads: settings.threads,
+        threads: process.threads,
         // A backstop only: `Signals` exits as soon as requests drain, or at the exact
         // grace period; Pingora's own timer counts whole seconds.
-        grace_period_seconds: Some(settings.grace_period.as_secs() + 1),
+        grace_period_seconds: Some(process.grace_period.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         work_stealing: false,
         listener_tasks_per_fd: ACCEPT_TASKS_PER_LISTENER,
-        upstream_keepalive_pool_size: upstream_keepalive_per_thread(&settings),
-        upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
+        upstream_keepalive_pool_size: upstream_keepalive_per_thread(
+            limits.max_connections,
+            process.threads,
+        ),
+        upgrade_sock: process.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -87,10 +91,10 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
 
     let inflight = Inflight::default();
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?);
-    if let Some(warning) = config.metrics.as_ref().and_then(|m| m.exposure_warning()) {
+    if let Some(warning) = config.metrics_exposure_warning() {
         log::warn!("{warning}");
     }
-    let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
+    let metrics_listen = config.process.metrics_listen;
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
     admin::watch(&metrics, Arc::clone(&live)).map_err(|e| format!("cannot set up metrics: {e}"))?;
     if let Some(listen) = metrics_listen {
@@ -109,7 +113,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         "config reload",
         Reloader::new(path.to_path_buf(), Arc::clone(&live), Arc::clone(&metrics)),
     ));
-    let access_log = AccessLog::open(&settings.access_log, settings.access_log_format)
+    let access_log = AccessLog::open(&process.access_log, process.access_log_format)
         .map_err(|e| format!("server.access_log: cannot open {e}"))?;
     let mut app = http_proxy(
         &server.configuration,
@@ -117,13 +121,13 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     );
     // An HTTP/2 connection with no stream open is idle; without this it could stay forever.
     let mut options = HttpServerOptions::default();
-    options.h2_idle_timeout = Some(settings.limits.keepalive_timeout);
+    options.h2_idle_timeout = Some(limits.keepalive_timeout);
     // CONNECT is refused by edgeproxy's own request filter rather than by Pingora before any
     // phase runs, so that the refusal is logged and counted like every other answer.
     options.allow_connect_method_proxying = true;
     // Without the case, each header is one map instead of two: a tenth of the instructions
     // of a proxied request (patches/pingora/0018).
-    options.drop_header_case = !settings.preserve_header_case;
+    options.drop_header_case = !process.preserve_header_case;
     app.server_options = Some(options);
     let connections = Connections::new(
         metrics.downstream_connections.clone(),
@@ -132,18 +136,18 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         LimitCounters::new(&metrics.limited),
     );
     let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
-    for addr in &settings.listen {
+    for addr in &process.listen {
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())
                 .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
         );
     }
-    let mut listening: Vec<String> = settings
+    let mut listening: Vec<String> = process
         .listen
         .iter()
         .map(|a| format!("http://{a}"))
         .collect();
-    if let Some(https) = &settings.tls {
+    if let Some(https) = &process.https {
         for addr in &https.listen {
             let tls = tls_listener::listener_settings(Arc::clone(&live), https.http2)?;
             proxy.add_tls_with_settings(&addr.to_string(), None, tls);
@@ -169,10 +173,10 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(
             path.to_path_buf(),
-            settings.upgrade_sock.clone(),
+            process.upgrade_sock.clone(),
             inflight,
             connections,
-            settings.grace_period,
+            process.grace_period,
             phases,
         )),
     });
@@ -186,11 +190,8 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
 /// connections, 1,024 in the pool made 84% of requests connect anew and 16,384 gave 1.5
 /// times the requests/s at two thirds of the CPU per request (bench/README.md). Idle
 /// connections stay only until the backend closes them.
-fn upstream_keepalive_per_thread(settings: &ServerSettings) -> usize {
-    settings
-        .limits
-        .max_connections
-        .div_ceil(settings.threads.max(1))
+fn upstream_keepalive_per_thread(max_connections: usize, threads: usize) -> usize {
+    max_connections.div_ceil(threads.max(1))
 }
 
 /// Raises the open-file limit to the hard limit, as HAProxy does: the default soft limit

@@ -8,7 +8,7 @@ mod respond;
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::{request_key, Pool, Server};
 use crate::cache::{self, ResponseCache};
-use crate::config::{Route, Tls};
+use crate::config::Route;
 use crate::connections::deadline::RequestClock;
 use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
 use crate::net::client::Client;
@@ -45,8 +45,8 @@ impl EdgeProxy {
     pub fn new(live: Arc<LiveSnapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
         let snapshot = live.load();
         let config = &snapshot.config;
-        let cache = ResponseCache::new(config.cache.max_size);
-        let drop_header_case = !config.server.preserve_header_case;
+        let cache = ResponseCache::new(config.process.cache.max_size);
+        let drop_header_case = !config.process.preserve_header_case;
         Self {
             live,
             inflight,
@@ -221,10 +221,13 @@ impl ProxyHttp for EdgeProxy {
             respond::text(session, 200, "ok\n".into()).await?;
             return Ok(true);
         }
-        let tls = ctx.snapshot.config.server.tls.as_ref();
-        let redirect_port = tls
+        let config = &ctx.snapshot.config;
+        let redirect_port = config
+            .server
+            .tls
+            .as_ref()
             .filter(|t| t.redirect_http_to_https && !ctx.https)
-            .map(Tls::redirect_port);
+            .map(|_| config.https_redirect_port());
         if let Some(port) = redirect_port {
             ctx.route = None;
             let req = session.req_header();
