@@ -29,11 +29,11 @@ impl BackgroundService for Resolver {
 
 /// One lookup loop per upstream that has host names.
 fn spawn_loops(snapshot: &Arc<Snapshot>, loops: &mut JoinSet<()>) {
-    for index in 0..snapshot.pools.len() {
-        let Some(interval) = snapshot.pools[index].resolve_interval() else {
+    for pool in &snapshot.pools {
+        let Some(interval) = pool.resolve_interval() else {
             continue;
         };
-        let snapshot = Arc::clone(snapshot);
+        let pool = Arc::clone(pool);
         loops.spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,7 +41,7 @@ fn spawn_loops(snapshot: &Arc<Snapshot>, loops: &mut JoinSet<()>) {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                snapshot.pools[index].refresh_addresses().await;
+                pool.refresh_addresses().await;
             }
         });
     }

@@ -5,7 +5,7 @@
 mod probe;
 
 use crate::balance::Pool;
-use crate::runtime::snapshot::{per_snapshot, LiveSnapshot, Snapshot};
+use crate::runtime::snapshot::{per_snapshot, LiveSnapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -29,9 +29,9 @@ impl HealthChecker {
 impl BackgroundService for HealthChecker {
     async fn start(&self, shutdown: ShutdownWatch) {
         per_snapshot(&self.live, shutdown, |snapshot, loops| {
-            for index in 0..snapshot.pools.len() {
-                if snapshot.pools[index].health_check().is_some() {
-                    loops.spawn(check_forever(Arc::clone(snapshot), index));
+            for pool in &snapshot.pools {
+                if pool.health_check().is_some() {
+                    loops.spawn(check_forever(Arc::clone(pool)));
                 }
             }
         })
@@ -39,8 +39,7 @@ impl BackgroundService for HealthChecker {
     }
 }
 
-async fn check_forever(snapshot: Arc<Snapshot>, pool_index: usize) {
-    let pool = &snapshot.pools[pool_index];
+async fn check_forever(pool: Arc<Pool>) {
     let Some(check) = pool.health_check() else {
         return;
     };
@@ -50,14 +49,13 @@ async fn check_forever(snapshot: Arc<Snapshot>, pool_index: usize) {
         ticker.tick().await;
         let mut probes = JoinSet::new();
         for server in 0..pool.servers().len() {
-            probes.spawn(check_server(Arc::clone(&snapshot), pool_index, server));
+            probes.spawn(check_server(Arc::clone(&pool), server));
         }
         while probes.join_next().await.is_some() {}
     }
 }
 
-async fn check_server(snapshot: Arc<Snapshot>, pool_index: usize, server: usize) {
-    let pool: &Pool = &snapshot.pools[pool_index];
+async fn check_server(pool: Arc<Pool>, server: usize) {
     let Some(check) = pool.health_check() else {
         return;
     };

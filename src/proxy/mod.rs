@@ -14,7 +14,7 @@ use crate::metrics::handles::{FailureReason, GaugeGuard, RouteMetrics};
 use crate::net::client::Client;
 use crate::net::header_names::{X_ACCEL_BUFFERING, X_CACHE, X_INSTANCE_ID, X_SERVED_BY};
 use crate::net::{framing, target};
-use crate::runtime::snapshot::{LiveSnapshot, Snapshot};
+use crate::runtime::snapshot::{LiveSnapshot, RouteState, Snapshot};
 use crate::sync::inflight::{Inflight, InflightGuard};
 use async_trait::async_trait;
 use http::header::HOST;
@@ -90,18 +90,21 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    fn route_state(&self) -> Option<&RouteState> {
+        Some(&self.snapshot.routes[self.route?])
+    }
+
     fn route(&self) -> Option<&Route> {
-        Some(&self.snapshot.config.routes[self.route?])
+        Some(&self.route_state()?.route)
     }
 
     fn pool(&self) -> Option<&Pool> {
-        Some(&self.snapshot.pools[self.route()?.upstream])
+        Some(&self.route_state()?.pool)
     }
 
     fn route_metrics(&self) -> &RouteMetrics {
-        self.route.map_or(&self.snapshot.unrouted_metrics, |r| {
-            &self.snapshot.route_metrics[r]
-        })
+        self.route_state()
+            .map_or(&self.snapshot.unrouted_metrics, |r| &r.metrics)
     }
 
     fn server(&self) -> Option<&Server> {
@@ -252,13 +255,14 @@ impl ProxyHttp for EdgeProxy {
             .await?;
             return Ok(true);
         };
-        let max_body = ctx.snapshot.config.routes[route].max_body;
+        let state = &ctx.snapshot.routes[route];
+        let max_body = state.route.max_body;
         if let (Some(max), Some(length)) = (max_body, content_length(session.req_header())) {
             if length > max {
                 return Err(body_too_large(ctx, max));
             }
         }
-        if let (Some(limiter), Some(client)) = (&ctx.snapshot.rate_limiters[route], ctx.client) {
+        if let (Some(limiter), Some(client)) = (&state.rate_limiter, ctx.client) {
             if let Err(wait) = limiter.check(client.ip, Instant::now()) {
                 ctx.snapshot.limited.rate_limit.inc();
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

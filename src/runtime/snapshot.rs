@@ -4,7 +4,7 @@
 //! if a reload publishes a newer one meanwhile ([`LiveSnapshot`]).
 
 use crate::balance::Pool;
-use crate::config::Config;
+use crate::config::{Config, Route};
 use crate::limits::rate_limit::RateLimiter;
 use crate::metrics::handles::RouteMetrics;
 use crate::metrics::Metrics;
@@ -20,18 +20,28 @@ use tokio::task::JoinSet;
 pub struct Snapshot {
     /// The validated config.
     pub config: Config,
-    /// Route lookup.
+    /// Route lookup: [`Router::find`] gives the index of a route in `routes`.
     pub router: Router,
-    /// One pool per upstream, at the same index as in [`Config::upstreams`].
-    pub pools: Vec<Pool>,
-    /// Metric children per route, at the same index as in [`Config::routes`].
-    pub route_metrics: Vec<RouteMetrics>,
+    /// The pool of each upstream.
+    pub pools: Vec<Arc<Pool>>,
+    /// Each route with what requests need of it, in the order of the file.
+    pub routes: Vec<RouteState>,
     /// Metric children of requests no route took (health, 404).
     pub unrouted_metrics: RouteMetrics,
-    /// Per-client request buckets per route, at the same index as in [`Config::routes`].
-    pub rate_limiters: Vec<Option<Arc<RateLimiter>>>,
     /// `edgeproxy_limited_total` children of the limits requests meet.
     pub limited: RequestLimitCounters,
+}
+
+/// One route and what the request path needs of it.
+pub struct RouteState {
+    /// The route as configured.
+    pub route: Route,
+    /// The pool of its upstream.
+    pub pool: Arc<Pool>,
+    /// Its metric children.
+    pub metrics: RouteMetrics,
+    /// Per-client request buckets, for a rate-limited route.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// Counters of requests stopped by a route's limit.
@@ -47,35 +57,41 @@ impl Snapshot {
     /// `previous` under the same upstream and `addr` keep their live state (health, failures,
     /// requests in flight).
     pub fn new(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
-        let route_metrics = config
+        let pools: Vec<Arc<Pool>> = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let before = previous.and_then(|p| p.pools.iter().find(|o| o.name() == u.name));
+                Arc::new(Pool::new(u, metrics, before.map(Arc::as_ref)))
+            })
+            .collect();
+        let routes = config
             .routes
             .iter()
             .map(|route| {
                 let upstream = config.route_upstream(route);
                 let backends: Vec<&str> =
                     upstream.servers.iter().map(|s| s.addr.as_str()).collect();
-                RouteMetrics::new(
-                    metrics,
-                    &RouteMetrics::label(route),
-                    &upstream.name,
-                    &backends,
-                    route.cache.is_some(),
-                )
+                RouteState {
+                    route: route.clone(),
+                    pool: Arc::clone(&pools[route.upstream]),
+                    metrics: RouteMetrics::new(
+                        metrics,
+                        &RouteMetrics::label(route),
+                        &upstream.name,
+                        &backends,
+                        route.cache.is_some(),
+                    ),
+                    rate_limiter: rate_limiter(route, previous),
+                }
             })
             .collect();
         Self {
+            // Built from the same list, in the same order, as `routes`.
             router: Router::new(&config.routes),
-            pools: config
-                .upstreams
-                .iter()
-                .map(|u| {
-                    let before = previous.and_then(|p| p.pools.iter().find(|o| o.name() == u.name));
-                    Pool::new(u, metrics, before)
-                })
-                .collect(),
-            route_metrics,
+            pools,
+            routes,
             unrouted_metrics: RouteMetrics::new(metrics, "", "", &[], false),
-            rate_limiters: rate_limiters(&config, previous),
             limited: RequestLimitCounters {
                 rate_limit: metrics.limited.with_label_values(&["rate_limit"]),
                 max_body: metrics.limited.with_label_values(&["max_body"]),
@@ -85,28 +101,21 @@ impl Snapshot {
     }
 }
 
-/// A limiter per rate-limited route. A route that was in `previous` with the same path, host
-/// and rate keeps its buckets, so a reload does not hand every client a fresh burst.
-fn rate_limiters(config: &Config, previous: Option<&Snapshot>) -> Vec<Option<Arc<RateLimiter>>> {
-    config
-        .routes
-        .iter()
-        .map(|route| {
-            let settings = route.rate_limit?;
-            let kept = previous.and_then(|p| {
-                let index = p
-                    .config
-                    .routes
-                    .iter()
-                    .position(|old| (&old.path, &old.host) == (&route.path, &route.host))?;
-                p.rate_limiters[index]
-                    .as_ref()
-                    .filter(|l| l.settings() == settings)
-                    .cloned()
-            });
-            Some(kept.unwrap_or_else(|| Arc::new(RateLimiter::new(settings))))
-        })
-        .collect()
+/// The limiter of a rate-limited route. A route that was in `previous` with the same path,
+/// host and rate keeps its buckets, so a reload does not hand every client a fresh burst.
+fn rate_limiter(route: &Route, previous: Option<&Snapshot>) -> Option<Arc<RateLimiter>> {
+    let settings = route.rate_limit?;
+    let kept = previous.and_then(|p| {
+        let old = p
+            .routes
+            .iter()
+            .find(|old| (&old.route.path, &old.route.host) == (&route.path, &route.host))?;
+        old.rate_limiter
+            .as_ref()
+            .filter(|l| l.settings() == settings)
+            .cloned()
+    });
+    Some(kept.unwrap_or_else(|| Arc::new(RateLimiter::new(settings))))
 }
 
 /// The snapshot new requests get, replaced whole by a reload; background work watches for
