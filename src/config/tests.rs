@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 fn parse_ok(yaml: &str) -> Config {
     parse(Path::new("test.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"))
@@ -763,13 +764,23 @@ fn http2_upstreams_are_read() {
     );
 }
 
-#[test]
-fn tls_keys_are_read_and_checked() {
+/// A self-signed certificate and key in a temp dir, which lives as long as the first value.
+fn tls_pair() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::config::certificate::testing::self_signed(dir.path(), "localhost");
-    let (cert, key) = (cert.display(), key.display());
-    let with =
-        |tls: &str| format!("server:\n  listen: ['127.0.0.1:8080']\n  tls: {{ {tls} }}\n{MINIMAL}");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    (dir, cert, key)
+}
+
+/// A config with a plain-HTTP listener and `server.tls: { tls }`.
+fn with_tls(tls: &str) -> String {
+    format!("server:\n  listen: ['127.0.0.1:8080']\n  tls: {{ {tls} }}\n{MINIMAL}")
+}
+
+#[test]
+fn tls_keys_are_read_and_checked() {
+    let (_dir, cert, key) = tls_pair();
+    let with = with_tls;
     let pair = format!("cert: {cert}, key: {key}");
 
     assert_eq!(parse_ok(MINIMAL).server.tls, None);
@@ -804,7 +815,13 @@ fn tls_keys_are_read_and_checked() {
         "server.tls.redirect_http_to_https",
         "no plain-HTTP listener",
     );
+}
 
+#[test]
+fn bad_tls_keys_are_refused_naming_the_key() {
+    let (_dir, cert, key) = tls_pair();
+    let with = with_tls;
+    let pair = format!("cert: {cert}, key: {key}");
     assert_err(
         &with(&format!("listen: [], {pair}")),
         "server.tls.listen",

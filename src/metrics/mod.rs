@@ -7,6 +7,7 @@
 
 pub mod handles;
 
+use prometheus::core::Collector;
 use prometheus::process_collector::ProcessCollector;
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -43,101 +44,86 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> prometheus::Result<Self> {
-        let registry = Registry::new();
+        let r = Registry::new();
         // 1 ms to ~65 s: proxied requests span local answers to slow uploads.
         let seconds = exponential_buckets(0.001, 2.0, 17)?;
         let metrics = Self {
-            requests: IntCounterVec::new(
-                Opts::new(
-                    "edgeproxy_requests_total",
-                    "Requests answered, by status code",
-                ),
+            requests: counters(
+                &r,
+                "edgeproxy_requests_total",
+                "Requests answered, by status code",
                 &["route", "upstream", "backend", "code"],
             )?,
-            request_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "edgeproxy_request_duration_seconds",
-                    "Whole requests, first byte in to last byte out",
-                )
-                .buckets(seconds.clone()),
+            request_duration: histograms(
+                &r,
+                "edgeproxy_request_duration_seconds",
+                "Whole requests, first byte in to last byte out",
+                seconds.clone(),
                 &["route", "upstream"],
             )?,
-            upstream_response: HistogramVec::new(
-                HistogramOpts::new(
-                    "edgeproxy_upstream_response_seconds",
-                    "Time from picking a backend to its response header",
-                )
-                .buckets(seconds),
+            upstream_response: histograms(
+                &r,
+                "edgeproxy_upstream_response_seconds",
+                "Time from picking a backend to its response header",
+                seconds,
                 &["upstream", "backend"],
             )?,
-            upstream_failures: IntCounterVec::new(
-                Opts::new(
-                    "edgeproxy_upstream_failures_total",
-                    "Failed attempts toward backends (connect, timeout, reset, http_5xx)",
-                ),
+            upstream_failures: counters(
+                &r,
+                "edgeproxy_upstream_failures_total",
+                "Failed attempts toward backends (connect, timeout, reset, http_5xx)",
                 &["upstream", "backend", "reason"],
             )?,
-            health_checks: IntCounterVec::new(
-                Opts::new(
-                    "edgeproxy_health_checks_total",
-                    "Active health probes by result",
-                ),
+            health_checks: counters(
+                &r,
+                "edgeproxy_health_checks_total",
+                "Active health probes by result",
                 &["upstream", "backend", "result"],
             )?,
-            retries: IntCounterVec::new(
-                Opts::new(
-                    "edgeproxy_retries_total",
-                    "Requests sent again to another server",
-                ),
+            retries: counters(
+                &r,
+                "edgeproxy_retries_total",
+                "Requests sent again to another server",
                 &["upstream"],
             )?,
-            downstream_connections: IntGauge::new(
-                "edgeproxy_downstream_connections",
-                "Open client connections",
+            downstream_connections: register(
+                &r,
+                IntGauge::new(
+                    "edgeproxy_downstream_connections",
+                    "Open client connections",
+                )?,
             )?,
-            sse_streams: IntGaugeVec::new(
-                Opts::new("edgeproxy_sse_streams", "Open event streams"),
-                &["route"],
+            sse_streams: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("edgeproxy_sse_streams", "Open event streams"),
+                    &["route"],
+                )?,
             )?,
-            cache_lookups: IntCounterVec::new(
-                Opts::new("edgeproxy_cache_lookups_total", "Cache lookups by result"),
+            cache_lookups: counters(
+                &r,
+                "edgeproxy_cache_lookups_total",
+                "Cache lookups by result",
                 &["route", "result"],
             )?,
-            config_reloads: IntCounterVec::new(
-                Opts::new("edgeproxy_config_reloads_total", "Config reloads by result"),
+            config_reloads: counters(
+                &r,
+                "edgeproxy_config_reloads_total",
+                "Config reloads by result",
                 &["result"],
             )?,
-            limited: IntCounterVec::new(
-                Opts::new(
-                    "edgeproxy_limited_total",
-                    "Client connections and requests stopped by a limit, by the limit's key",
-                ),
+            limited: counters(
+                &r,
+                "edgeproxy_limited_total",
+                "Client connections and requests stopped by a limit, by the limit's key",
                 &["limit"],
             )?,
-            registry,
+            registry: r,
         };
-        let r = &metrics.registry;
-        r.register(Box::new(metrics.requests.clone()))?;
-        r.register(Box::new(metrics.request_duration.clone()))?;
-        r.register(Box::new(metrics.upstream_response.clone()))?;
-        r.register(Box::new(metrics.upstream_failures.clone()))?;
-        r.register(Box::new(metrics.health_checks.clone()))?;
-        r.register(Box::new(metrics.retries.clone()))?;
-        r.register(Box::new(metrics.downstream_connections.clone()))?;
-        r.register(Box::new(metrics.sse_streams.clone()))?;
-        r.register(Box::new(metrics.cache_lookups.clone()))?;
-        r.register(Box::new(metrics.config_reloads.clone()))?;
-        r.register(Box::new(metrics.limited.clone()))?;
         for result in ["ok", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
-        r.register(Box::new(ProcessCollector::for_self()))?;
-        let build_info = IntGauge::with_opts(
-            Opts::new("edgeproxy_build_info", "edgeproxy version, always 1")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
-        )?;
-        build_info.set(1);
-        r.register(Box::new(build_info))?;
+        register_process(&metrics.registry)?;
         Ok(metrics)
     }
 
@@ -145,4 +131,47 @@ impl Metrics {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+}
+
+/// Registers `family` in `registry`, and hands it back.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    family: C,
+) -> prometheus::Result<C> {
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// A registered counter family.
+fn counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A registered histogram family with these buckets.
+fn histograms(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let opts = HistogramOpts::new(name, help).buckets(buckets);
+    register(registry, HistogramVec::new(opts, labels)?)
+}
+
+/// The families about the process rather than its traffic: CPU, memory and descriptors
+/// (`process_*`), and `edgeproxy_build_info`.
+fn register_process(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(ProcessCollector::for_self()))?;
+    let build_info = IntGauge::with_opts(
+        Opts::new("edgeproxy_build_info", "edgeproxy version, always 1")
+            .const_label("version", env!("CARGO_PKG_VERSION")),
+    )?;
+    build_info.set(1);
+    registry.register(Box::new(build_info))
 }

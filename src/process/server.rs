@@ -2,7 +2,7 @@
 
 use crate::access_log::AccessLog;
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, ProcessSettings};
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
 use crate::metrics::Metrics;
@@ -22,8 +22,10 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The read buffer of a plain-HTTP client connection: none. Pingora's HTTP/1 session reads
 /// request headers into a buffer of its own and bodies into the body buffer, so an L4 buffer
@@ -45,6 +47,57 @@ const ACCEPT_TASKS_PER_LISTENER: usize = 4;
 /// instead of bound. Returns an error, before anything starts, when a listening address
 /// cannot be bound.
 pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
+    prepare_host(&config, upgrade)?;
+    let process = config.process.clone();
+    let limits = config.server.limits;
+    let mut server = pingora_server(&process, limits.max_connections, upgrade);
+
+    let inflight = Inflight::default();
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?);
+    if let Some(warning) = config.metrics_exposure_warning() {
+        log::warn!("{warning}");
+    }
+    let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
+    admin::watch(&metrics, Arc::clone(&live)).map_err(|e| format!("cannot set up metrics: {e}"))?;
+    if let Some(listen) = process.metrics_listen {
+        server.add_service(admin::service(&metrics, listen, Arc::clone(&live)));
+    }
+    add_background_services(&mut server, path, &live, &metrics);
+    let access_log = AccessLog::open(&process.access_log, process.access_log_format)
+        .map_err(|e| format!("server.access_log: cannot open {e}"))?;
+    let mut app = http_proxy(
+        &server.configuration,
+        EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
+    );
+    app.server_options = Some(http_options(&process, limits.keepalive_timeout));
+    let connections = Connections::new(
+        metrics.downstream_connections.clone(),
+        inflight.clone(),
+        Arc::clone(&live),
+        LimitCounters::new(&metrics.limited),
+    );
+    let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
+    let listening = add_listeners(&mut proxy, &process, &live)?;
+    server.add_service(proxy);
+    log_start(&listening, process.metrics_listen);
+
+    let phases = server.watch_execution_phase();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(
+            path.to_path_buf(),
+            process.upgrade_sock.clone(),
+            inflight,
+            connections,
+            process.grace_period,
+            phases,
+        )),
+    });
+    Ok(())
+}
+
+/// What start-up needs of the host before Pingora starts: the listening addresses free
+/// (unless they are taken over), the pid file written, descriptors for every connection.
+fn prepare_host(config: &Config, upgrade: bool) -> Result<(), String> {
     if !upgrade {
         let problems = listeners::probe(config.process.listeners());
         if let Some(problem) = problems.first() {
@@ -55,7 +108,6 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .map_err(|e| format!("server.pid_file: cannot write {}: {e}", pid_file.display()))?;
     }
-
     raise_fd_limit(config.server.limits.max_connections);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -65,8 +117,11 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
              systemd unit and Dockerfile run it as user edgeproxy)"
         );
     }
-    let process = config.process.clone();
-    let limits = config.server.limits;
+    Ok(())
+}
+
+/// The Pingora server, bootstrapped: threads, shutdown timers, upstream pool, upgrade socket.
+fn pingora_server(process: &ProcessSettings, max_connections: usize, upgrade: bool) -> Server {
     let conf = ServerConf {
         threads: process.threads,
         // A backstop only: `Signals` exits as soon as requests drain, or at the exact
@@ -76,7 +131,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         work_stealing: false,
         listener_tasks_per_fd: ACCEPT_TASKS_PER_LISTENER,
         upstream_keepalive_pool_size: upstream_keepalive_per_thread(
-            limits.max_connections,
+            max_connections,
             process.threads,
         ),
         upgrade_sock: process.upgrade_sock.to_string_lossy().into_owned(),
@@ -88,54 +143,51 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    server
+}
 
-    let inflight = Inflight::default();
-    let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?);
-    if let Some(warning) = config.metrics_exposure_warning() {
-        log::warn!("{warning}");
-    }
-    let metrics_listen = config.process.metrics_listen;
-    let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
-    admin::watch(&metrics, Arc::clone(&live)).map_err(|e| format!("cannot set up metrics: {e}"))?;
-    if let Some(listen) = metrics_listen {
-        server.add_service(admin::service(&metrics, listen, Arc::clone(&live)));
-    }
-    // Always running: a reload may add health checks or host names to an upstream.
+/// Health checks, name lookups and reloads, always running: a reload may add health checks
+/// or host names to an upstream.
+fn add_background_services(
+    server: &mut Server,
+    path: &Path,
+    live: &Arc<LiveSnapshot>,
+    metrics: &Arc<Metrics>,
+) {
     server.add_service(background_service(
         "health checks",
-        HealthChecker::new(Arc::clone(&live)),
+        HealthChecker::new(Arc::clone(live)),
     ));
     server.add_service(background_service(
         "name resolution",
-        Resolver::new(Arc::clone(&live)),
+        Resolver::new(Arc::clone(live)),
     ));
     server.add_service(background_service(
         "config reload",
-        Reloader::new(path.to_path_buf(), Arc::clone(&live), Arc::clone(&metrics)),
+        Reloader::new(path.to_path_buf(), Arc::clone(live), Arc::clone(metrics)),
     ));
-    let access_log = AccessLog::open(&process.access_log, process.access_log_format)
-        .map_err(|e| format!("server.access_log: cannot open {e}"))?;
-    let mut app = http_proxy(
-        &server.configuration,
-        EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
-    );
-    // An HTTP/2 connection with no stream open is idle; without this it could stay forever.
+}
+
+/// The options of the client side of every connection.
+fn http_options(process: &ProcessSettings, keepalive_timeout: Duration) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
-    options.h2_idle_timeout = Some(limits.keepalive_timeout);
+    // An HTTP/2 connection with no stream open is idle; without this it could stay forever.
+    options.h2_idle_timeout = Some(keepalive_timeout);
     // CONNECT is refused by edgeproxy's own request filter rather than by Pingora before any
     // phase runs, so that the refusal is logged and counted like every other answer.
     options.allow_connect_method_proxying = true;
     // Without the case, each header is one map instead of two: a tenth of the instructions
     // of a proxied request (patches/pingora/0018).
     options.drop_header_case = !process.preserve_header_case;
-    app.server_options = Some(options);
-    let connections = Connections::new(
-        metrics.downstream_connections.clone(),
-        inflight.clone(),
-        Arc::clone(&live),
-        LimitCounters::new(&metrics.limited),
-    );
-    let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
+    options
+}
+
+/// Adds the plain-HTTP and HTTPS listeners; returns their URLs.
+fn add_listeners<A>(
+    proxy: &mut Service<A>,
+    process: &ProcessSettings,
+    live: &Arc<LiveSnapshot>,
+) -> Result<Vec<String>, String> {
     for addr in &process.listen {
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())
@@ -149,13 +201,15 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
         .collect();
     if let Some(https) = &process.https {
         for addr in &https.listen {
-            let tls = tls_listener::listener_settings(Arc::clone(&live), https.http2)?;
+            let tls = tls_listener::listener_settings(Arc::clone(live), https.http2)?;
             proxy.add_tls_with_settings(&addr.to_string(), None, tls);
             listening.push(format!("https://{addr}"));
         }
     }
-    server.add_service(proxy);
+    Ok(listening)
+}
 
+fn log_start(listening: &[String], metrics_listen: Option<SocketAddr>) {
     log::info!(
         "edgeproxy {} listening on {}",
         env!("CARGO_PKG_VERSION"),
@@ -169,18 +223,6 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
             log::info!("no metrics listener (set metrics.listen to serve /metrics and /status)")
         }
     }
-    let phases = server.watch_execution_phase();
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals::new(
-            path.to_path_buf(),
-            process.upgrade_sock.clone(),
-            inflight,
-            connections,
-            process.grace_period,
-            phases,
-        )),
-    });
-    Ok(())
 }
 
 /// Idle upstream connections kept for reuse, per worker thread (Pingora multiplies it by the
