@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fails on an import cycle between edgeproxy's modules.
+"""Fails on an import cycle between edgeproxy's modules, or on a source file too long to read.
 
 The module tree comes from the files under src/ (src/a.rs and src/a/mod.rs are `a`,
 src/a/b.rs is `a::b`; src/bin/ holds other crates and is left out). Every `crate::` and
@@ -13,6 +13,9 @@ At each level the siblings' graph must be acyclic; each cycle found is printed w
 reference per edge (file:line). Test code is left out: files named tests.rs, and everything
 from a `#[cfg(test)]` attribute on.
 
+A file of src/ may have at most MAX_LINES lines before its tests (its first `#[cfg(test)]`);
+files named tests.rs hold only tests.
+
 Usage: scripts/check-layers.py [--graph]   (--graph prints each level's edges)
 """
 
@@ -22,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
+MAX_LINES = 400
 
 
 def module_of(path):
@@ -142,8 +146,24 @@ def main():
                     print(f"  {a} -> {b}  ({where})")
     if cycles:
         print("check-layers: move the shared item down to a module both can import", file=sys.stderr)
-        return 1
-    return 0
+    long = too_long(SRC.rglob("*.rs"))
+    for path, lines in long:
+        print(f"check-layers: {path.relative_to(SRC.parent)} has {lines} lines before its tests, over {MAX_LINES}; split it by job")
+    return 1 if cycles or long else 0
+
+
+def too_long(files):
+    """(path, lines) of each file with more than MAX_LINES lines before its tests."""
+    out = []
+    for path in sorted(files):
+        if path.name == "tests.rs":
+            continue
+        text = path.read_text()
+        cut = re.search(r"^\s*#\[cfg\(test\)\]", text, re.M)
+        lines = text[: cut.start() if cut else len(text)].count("\n")
+        if lines > MAX_LINES:
+            out.append((path, lines))
+    return out
 
 
 def strongly_connected(graph):

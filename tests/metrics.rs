@@ -28,24 +28,80 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         })
 }
 
-#[tokio::test]
-async fn counters_match_the_traffic_sent() {
-    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
-    let (dead, _dead_held) = common::dead_port();
-    let metrics_port = free_port();
-    let proxy = Proxy::start(&format!(
-        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
-upstreams:
-  app: {{ servers: [ {{ addr: \"{}\" }}, {{ addr: \"{}\" }} ] }}
-  gone: {{ retries: 0, servers: [ {{ addr: \"127.0.0.1:{dead}\", max_fails: 0 }} ] }}
-routes:
-  - {{ path: /, upstream: app }}
-  - {{ path: /gone/, upstream: gone }}
-  - {{ path: /api/, upstream: app, host: api.example.com }}
-",
-        b1.addr(),
-        b2.addr()
-    ));
+/// The requests of that traffic, by route, upstream, backend and code: 10 answered by each
+/// backend, the 500s, the 502s and the 404 from a backend, and two health checks (this
+/// test's and the harness's readiness probe). Returns b1's 200s and 500s.
+fn assert_request_counts(s: &prometheus_parse::Scrape, b1: &str, b2: &str) -> (f64, f64) {
+    let requests = |route: &str, upstream: &str, backend: &str, code: &str| {
+        value(
+            s,
+            "edgeproxy_requests_total",
+            &[
+                ("route", route),
+                ("upstream", upstream),
+                ("backend", backend),
+                ("code", code),
+            ],
+        )
+    };
+    let b1_200 = requests("/", "app", b1, "200").unwrap();
+    let b2_200 = requests("/", "app", b2, "200").unwrap();
+    assert_eq!((b1_200, b2_200), (10.0, 10.0));
+    let b1_500 = requests("/", "app", b1, "500").unwrap_or(0.0);
+    let b2_500 = requests("/", "app", b2, "500").unwrap_or(0.0);
+    assert_eq!(b1_500 + b2_500, 3.0);
+    assert_eq!(
+        requests("/gone/", "gone", "", "502"),
+        Some(2.0),
+        "proxy's own answers have backend=\"\""
+    );
+    assert_eq!(
+        requests("api.example.com/api/", "app", b2, "404").or(requests(
+            "api.example.com/api/",
+            "app",
+            b1,
+            "404"
+        )),
+        Some(1.0)
+    );
+    // Ours and the harness's readiness probe.
+    assert_eq!(
+        requests("", "", "", "200"),
+        Some(2.0),
+        "health checks are the proxy's own answers"
+    );
+
+    (b1_200, b1_500)
+}
+
+/// The failures of that traffic: two refused connects to the dead server, with no retry,
+/// and three 500s from the app's backends.
+fn assert_failures(s: &prometheus_parse::Scrape, dead: &str, b1: &str, b2: &str) {
+    let failures = |reason: &str, backend: &str, upstream: &str| {
+        value(
+            s,
+            "edgeproxy_upstream_failures_total",
+            &[
+                ("upstream", upstream),
+                ("backend", backend),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(failures("connect", dead, "gone"), Some(2.0));
+    assert_eq!(
+        failures("http_5xx", b1, "app").unwrap() + failures("http_5xx", b2, "app").unwrap(),
+        3.0
+    );
+    assert_eq!(
+        value(s, "edgeproxy_retries_total", &[("upstream", "gone")]),
+        Some(0.0)
+    );
+}
+
+/// 20 answered requests, 3 answered 500 by a backend, 2 to a dead server (502), one 404
+/// from a backend on a host route, and one health check.
+async fn send_known_traffic(proxy: &Proxy) {
     let http = client();
     for _ in 0..20 {
         assert_eq!(http.get(proxy.url("/")).send().await.unwrap().status(), 200);
@@ -82,47 +138,50 @@ routes:
         "the demo has no /api/x; a backend answered"
     );
     http.get(proxy.url("/edge-health")).send().await.unwrap();
+}
+
+/// The process families are there, with values a live process can have.
+fn assert_process_families(s: &prometheus_parse::Scrape) {
+    assert!(value(s, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(value(s, "process_open_fds", &[]).unwrap() > 0.0);
+    assert!(value(s, "process_cpu_seconds_total", &[]).unwrap() >= 0.0);
+    let max_fds = value(s, "process_max_fds", &[]).unwrap();
+    assert!(max_fds >= value(s, "process_open_fds", &[]).unwrap());
+    // the config asks for worker threads of its own beside the main thread
+    assert!(value(s, "process_threads", &[]).unwrap() > 2.0);
+    let started = value(s, "process_start_time_seconds", &[]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 600.0,
+        "{started} vs {now}"
+    );
+}
+
+#[tokio::test]
+async fn counters_match_the_traffic_sent() {
+    let (b1, b2) = (Backend::start("1"), Backend::start("2"));
+    let (dead, _dead_held) = common::dead_port();
+    let metrics_port = free_port();
+    let proxy = Proxy::start(&format!(
+        "metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"{}\" }}, {{ addr: \"{}\" }} ] }}
+  gone: {{ retries: 0, servers: [ {{ addr: \"127.0.0.1:{dead}\", max_fails: 0 }} ] }}
+routes:
+  - {{ path: /, upstream: app }}
+  - {{ path: /gone/, upstream: gone }}
+  - {{ path: /api/, upstream: app, host: api.example.com }}
+",
+        b1.addr(),
+        b2.addr()
+    ));
+    send_known_traffic(&proxy).await;
 
     let s = scrape(metrics_port).await;
-    let requests = |route: &str, upstream: &str, backend: &str, code: &str| {
-        value(
-            &s,
-            "edgeproxy_requests_total",
-            &[
-                ("route", route),
-                ("upstream", upstream),
-                ("backend", backend),
-                ("code", code),
-            ],
-        )
-    };
-    let b1_200 = requests("/", "app", &b1.addr(), "200").unwrap();
-    let b2_200 = requests("/", "app", &b2.addr(), "200").unwrap();
-    assert_eq!((b1_200, b2_200), (10.0, 10.0));
-    let b1_500 = requests("/", "app", &b1.addr(), "500").unwrap_or(0.0);
-    let b2_500 = requests("/", "app", &b2.addr(), "500").unwrap_or(0.0);
-    assert_eq!(b1_500 + b2_500, 3.0);
-    assert_eq!(
-        requests("/gone/", "gone", "", "502"),
-        Some(2.0),
-        "proxy's own answers have backend=\"\""
-    );
-    assert_eq!(
-        requests("api.example.com/api/", "app", &b2.addr(), "404").or(requests(
-            "api.example.com/api/",
-            "app",
-            &b1.addr(),
-            "404"
-        )),
-        Some(1.0)
-    );
-    // Ours and the harness's readiness probe.
-    assert_eq!(
-        requests("", "", "", "200"),
-        Some(2.0),
-        "health checks are the proxy's own answers"
-    );
-
+    let (b1_200, b1_500) = assert_request_counts(&s, &b1.addr(), &b2.addr());
     assert_eq!(
         value(
             &s,
@@ -139,30 +198,7 @@ routes:
         ),
         Some(b1_200 + b1_500)
     );
-    let failures = |reason: &str, backend: &str, upstream: &str| {
-        value(
-            &s,
-            "edgeproxy_upstream_failures_total",
-            &[
-                ("upstream", upstream),
-                ("backend", backend),
-                ("reason", reason),
-            ],
-        )
-    };
-    assert_eq!(
-        failures("connect", &format!("127.0.0.1:{dead}"), "gone"),
-        Some(2.0)
-    );
-    assert_eq!(
-        failures("http_5xx", &b1.addr(), "app").unwrap()
-            + failures("http_5xx", &b2.addr(), "app").unwrap(),
-        3.0
-    );
-    assert_eq!(
-        value(&s, "edgeproxy_retries_total", &[("upstream", "gone")]),
-        Some(0.0)
-    );
+    assert_failures(&s, &format!("127.0.0.1:{dead}"), &b1.addr(), &b2.addr());
     assert_eq!(
         value(&s, "edgeproxy_config_reloads_total", &[("result", "ok")]),
         Some(0.0)
@@ -175,21 +211,56 @@ routes:
         ),
         Some(1.0)
     );
-    assert!(value(&s, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
-    assert!(value(&s, "process_open_fds", &[]).unwrap() > 0.0);
-    assert!(value(&s, "process_cpu_seconds_total", &[]).unwrap() >= 0.0);
-    let max_fds = value(&s, "process_max_fds", &[]).unwrap();
-    assert!(max_fds >= value(&s, "process_open_fds", &[]).unwrap());
-    // the config asks for worker threads of its own beside the main thread
-    assert!(value(&s, "process_threads", &[]).unwrap() > 2.0);
-    let started = value(&s, "process_start_time_seconds", &[]).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    assert!(
-        started <= now && started > now - 600.0,
-        "{started} vs {now}"
+    assert_process_families(&s);
+}
+
+/// Waits until the dead server failed two checks and the good one passed two.
+async fn wait_for_two_check_rounds(metrics_port: u16, dead: &str, good: &str) {
+    let rounds = |backend: &str, result: &str| {
+        format!(
+            "edgeproxy_health_checks_total{{backend=\"{backend}\",result=\"{result}\",upstream=\"app\"}}"
+        )
+    };
+    let (dead_failed, good_passed) = (rounds(dead, "fail"), rounds(good, "ok"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::metric(metrics_port, &dead_failed)
+        .await
+        .unwrap_or(0.0)
+        < 2.0
+        || common::metric(metrics_port, &good_passed)
+            .await
+            .unwrap_or(0.0)
+            < 2.0
+    {
+        assert!(Instant::now() < deadline, "no two rounds of checks in 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One miss then two hits on the cached `/health`, and no cache series for `/events`.
+fn assert_cache_lookups(s: &prometheus_parse::Scrape) {
+    let gauge = |name: &str, labels: &[(&str, &str)]| value(s, name, labels);
+    assert_eq!(
+        gauge(
+            "edgeproxy_cache_lookups_total",
+            &[("route", "/health"), ("result", "miss")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(
+            "edgeproxy_cache_lookups_total",
+            &[("route", "/health"), ("result", "hit")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        gauge(
+            "edgeproxy_cache_lookups_total",
+            &[("route", "/events"), ("result", "miss")]
+        ),
+        None,
+        "a route without a cache exports no cache series"
     );
 }
 
@@ -234,28 +305,7 @@ routes:
         .unwrap();
     stream.chunk().await.unwrap();
     // Two rounds of checks of each server, then one scrape holds everything below.
-    let rounds = |backend: String, result: &str| {
-        format!(
-            "edgeproxy_health_checks_total{{backend=\"{backend}\",result=\"{result}\",upstream=\"app\"}}"
-        )
-    };
-    let (dead_failed, good_passed) = (
-        rounds(format!("127.0.0.1:{dead}"), "fail"),
-        rounds(good.addr(), "ok"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while common::metric(metrics_port, &dead_failed)
-        .await
-        .unwrap_or(0.0)
-        < 2.0
-        || common::metric(metrics_port, &good_passed)
-            .await
-            .unwrap_or(0.0)
-            < 2.0
-    {
-        assert!(Instant::now() < deadline, "no two rounds of checks in 5 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_two_check_rounds(metrics_port, &format!("127.0.0.1:{dead}"), &good.addr()).await;
 
     let s = scrape(metrics_port).await;
     let gauge = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
@@ -291,28 +341,7 @@ routes:
         Some(connects),
         "one retry per refused attempt"
     );
-    assert_eq!(
-        gauge(
-            "edgeproxy_cache_lookups_total",
-            &[("route", "/health"), ("result", "miss")]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        gauge(
-            "edgeproxy_cache_lookups_total",
-            &[("route", "/health"), ("result", "hit")]
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        gauge(
-            "edgeproxy_cache_lookups_total",
-            &[("route", "/events"), ("result", "miss")]
-        ),
-        None,
-        "a route without a cache exports no cache series"
-    );
+    assert_cache_lookups(&s);
 
     drop(stream);
     let streams = "edgeproxy_sse_streams{route=\"/events\"}";

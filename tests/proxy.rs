@@ -410,17 +410,11 @@ fn read_response(stream: &mut std::net::TcpStream) -> String {
     }
 }
 
-#[test]
-fn a_client_connection_stays_on_the_thread_it_was_given() {
+/// Attaches strace to the proxy's threads, tracing its reads and writes to `trace_file`, and
+/// waits until a request's reads show in the trace.
+fn attach_strace(proxy: &Proxy, trace_file: &std::path::Path) -> common::ChildGuard {
     use std::io::{Read, Write};
-    let backend = Backend::start("1");
-    // Two worker threads, as every test proxy has.
-    let proxy = Proxy::start(&format!(
-        "{}routes:\n  - {{ path: /, upstream: app }}\n",
-        upstream(&[&backend], &[1])
-    ));
-    let trace_file = proxy.dir.path().join("strace.log");
-    let mut strace = common::ChildGuard(
+    let strace = common::ChildGuard(
         std::process::Command::new("strace")
             .args([
                 "-f",
@@ -430,7 +424,7 @@ fn a_client_connection_stays_on_the_thread_it_was_given() {
                 "trace=read,write,recvfrom,sendto,readv,writev",
             ])
             .arg("-o")
-            .arg(&trace_file)
+            .arg(trace_file)
             .args(["-p", &proxy.child.pid().to_string()])
             .spawn()
             .expect("strace (apt-get install strace) runs"),
@@ -447,7 +441,7 @@ fn a_client_connection_stays_on_the_thread_it_was_given() {
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let _ = probe.read_to_end(&mut Vec::new());
-        let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
+        let trace = std::fs::read_to_string(trace_file).unwrap_or_default();
         if threads_by_client_port(&trace, proxy.port).contains_key(&port) {
             break;
         }
@@ -457,6 +451,20 @@ fn a_client_connection_stays_on_the_thread_it_was_given() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    strace
+}
+
+#[test]
+fn a_client_connection_stays_on_the_thread_it_was_given() {
+    use std::io::Write;
+    let backend = Backend::start("1");
+    // Two worker threads, as every test proxy has.
+    let proxy = Proxy::start(&format!(
+        "{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    ));
+    let trace_file = proxy.dir.path().join("strace.log");
+    let mut strace = attach_strace(&proxy, &trace_file);
 
     // Sixteen keep-alive connections, their requests interleaved, so that a runtime moving
     // tasks between threads would move some of them.

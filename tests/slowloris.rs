@@ -50,6 +50,54 @@ async fn steady_p99_until(
     best
 }
 
+/// Opens the slow clients, each with the first byte of a request, and drips one more byte a
+/// second to each, spread over the second, from a thread of its own so that the clients
+/// measured share nothing with it but the machine. Returns when they were all open, and the
+/// thread, which stops shortly before the header deadline and hands the connections back.
+fn start_slow_clients(port: u16) -> (Instant, std::thread::JoinHandle<Vec<std::net::TcpStream>>) {
+    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
+    for _ in 0..SLOW_CLIENTS {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"G").unwrap();
+        slow.push(stream);
+    }
+    let opened = Instant::now();
+    let header = b"ET / HTTP/1.1\r\nHost: a\r\nX-Slow: ".to_vec();
+    let dripping = std::thread::spawn(move || {
+        let mut sent = 0;
+        loop {
+            for chunk in slow.chunks_mut(SLOW_CLIENTS / 100) {
+                for stream in chunk {
+                    let byte = header.get(sent).copied().unwrap_or(b'a');
+                    let _ = stream.write_all(&[byte]);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent += 1;
+            if opened.elapsed() > Duration::from_secs(HEADER_TIMEOUT_S - 2) {
+                return slow;
+            }
+        }
+    });
+    (opened, dripping)
+}
+
+/// How many of the slow clients got a 408.
+fn answered_408(slow: Vec<std::net::TcpStream>) -> usize {
+    let mut cut = 0;
+    for mut stream in slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        if answer.starts_with(b"HTTP/1.1 408 ") {
+            cut += 1;
+        }
+    }
+    cut
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_header_senders_do_not_hurt_normal_clients() {
     raise_fd_limit(SLOW_CLIENTS as u64 + 500);
@@ -68,32 +116,7 @@ async fn slow_header_senders_do_not_hurt_normal_clients() {
     let idle = steady_p99(&http, &url).await;
     let rss_before = proxy.peak_rss();
 
-    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
-    for _ in 0..SLOW_CLIENTS {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        stream.write_all(b"G").unwrap();
-        slow.push(stream);
-    }
-    let opened = Instant::now();
-    // One more byte a second for each, spread over the second, from a thread of its own so
-    // that the clients measured here share nothing with it but the machine.
-    let header = b"ET / HTTP/1.1\r\nHost: a\r\nX-Slow: ".to_vec();
-    let dripping = std::thread::spawn(move || {
-        let mut sent = 0;
-        loop {
-            for chunk in slow.chunks_mut(SLOW_CLIENTS / 100) {
-                for stream in chunk {
-                    let byte = header.get(sent).copied().unwrap_or(b'a');
-                    let _ = stream.write_all(&[byte]);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            sent += 1;
-            if opened.elapsed() > Duration::from_secs(HEADER_TIMEOUT_S - 2) {
-                return slow;
-            }
-        }
-    });
+    let (opened, dripping) = start_slow_clients(proxy.port);
     // Every slow client accepted before the measurement starts.
     loop {
         let open = metric(metrics, "edgeproxy_downstream_connections").await;
@@ -128,17 +151,7 @@ async fn slow_header_senders_do_not_hurt_normal_clients() {
     let slow = tokio::task::spawn_blocking(move || dripping.join().unwrap())
         .await
         .unwrap();
-    let mut cut = 0;
-    for mut stream in slow {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        if answer.starts_with(b"HTTP/1.1 408 ") {
-            cut += 1;
-        }
-    }
+    let cut = answered_408(slow);
     assert_eq!(cut, SLOW_CLIENTS);
     assert!(opened.elapsed() < Duration::from_secs(HEADER_TIMEOUT_S + 5));
     assert_eq!(

@@ -1,37 +1,30 @@
 //! Server selection for each upstream, on top of `pingora-load-balancing`'s `LoadBalancer`.
 
+mod group;
 mod key;
 mod least_conn;
 mod selector;
+mod server;
 mod smooth;
 mod state;
 
+pub use group::Addresses;
 pub use key::request_key;
+pub use server::Server;
 pub use state::ServerState;
 
-use crate::config::{
-    preferred_address, Balance, HashKey, HealthCheck, Upstream, UpstreamServer, WhenAllDown,
-};
+use crate::config::{preferred_address, Balance, HashKey, HealthCheck, Upstream, WhenAllDown};
 use crate::metrics::handles::{FailureReason, ServerMetrics};
 use crate::metrics::Metrics;
 use crate::sync::inflight::InflightGuard;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use http::HeaderValue;
-use pingora::lb::discovery::ServiceDiscovery;
-use pingora::lb::{Backend, Backends, LoadBalancer};
-use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::protocols::ALPN;
-use pingora::upstreams::peer::{HttpPeer, PeerOptions};
+use group::Group;
+use pingora::lb::Backend;
 use prometheus::IntCounter;
-use selector::{Selector, SelectorConfig};
-use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 /// One upstream's servers and the balancers that pick among them.
 pub struct Pool {
@@ -47,159 +40,6 @@ pub struct Pool {
     servers: Vec<Server>,
     addresses: Arc<ArcSwap<Addresses>>,
     retries_total: IntCounter,
-}
-
-/// Where each server is now; host names are resolved again while running.
-#[derive(Debug, Clone)]
-pub struct Addresses {
-    of: Vec<SocketAddr>,
-    by_addr: HashMap<SocketAddr, usize>,
-}
-
-impl Addresses {
-    fn new(of: Vec<SocketAddr>) -> Self {
-        let by_addr = of.iter().enumerate().map(|(i, a)| (*a, i)).collect();
-        Self { of, by_addr }
-    }
-
-    /// The server index of a backend.
-    pub fn index_of(&self, backend: &Backend) -> Option<usize> {
-        backend
-            .addr
-            .as_inet()
-            .and_then(|addr| self.by_addr.get(addr).copied())
-    }
-
-    fn backends(&self, members: &[usize], servers: &[Server]) -> BTreeSet<Backend> {
-        members
-            .iter()
-            .map(|&i| Backend {
-                addr: PeerAddr::Inet(self.of[i]),
-                weight: usize::from(servers[i].config.weight),
-                ext: Default::default(),
-            })
-            .collect()
-    }
-}
-
-/// Hands Pingora the backend set of a group as it is now.
-struct CurrentBackends(Arc<ArcSwap<BTreeSet<Backend>>>);
-
-#[async_trait]
-impl ServiceDiscovery for CurrentBackends {
-    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
-        Ok((BTreeSet::clone(&self.0.load()), HashMap::new()))
-    }
-}
-
-/// The primary or the backup servers of an upstream.
-struct Group {
-    balancer: LoadBalancer<Selector>,
-    members: Vec<usize>,
-    current: Arc<ArcSwap<BTreeSet<Backend>>>,
-    /// Bound on the candidates looked at per selection.
-    max_iterations: usize,
-}
-
-impl Group {
-    /// `None` when `members` is empty.
-    fn new(
-        balance: Balance,
-        members: Vec<usize>,
-        servers: &[Server],
-        addresses: &Arc<ArcSwap<Addresses>>,
-    ) -> Option<Self> {
-        if members.is_empty() {
-            return None;
-        }
-        let current = Arc::new(ArcSwap::from_pointee(
-            addresses.load().backends(&members, servers),
-        ));
-        let config = SelectorConfig {
-            balance,
-            addresses: Arc::clone(addresses),
-            inflight: servers.iter().map(|s| s.state.inflight.clone()).collect(),
-        };
-        let discovery = Box::new(CurrentBackends(Arc::clone(&current)));
-        let balancer =
-            LoadBalancer::from_backends_with_config(Backends::new(discovery), Some(config));
-        run_to_completion(balancer.update());
-        // Round robin and least_conn offer each server once; a hash ring and random draws
-        // revisit servers before they have offered them all.
-        let max_iterations = match balance {
-            Balance::RoundRobin | Balance::LeastConn => members.len(),
-            Balance::IpHash | Balance::Random => members.len() * 256,
-        };
-        Some(Self {
-            balancer,
-            members,
-            current,
-            max_iterations,
-        })
-    }
-}
-
-/// A server with everything a request needs from it prepared at load time.
-pub struct Server {
-    /// The server as configured.
-    pub config: UpstreamServer,
-    /// `X-Served-By` value.
-    pub served_by: HeaderValue,
-    /// `X-Instance-ID` value.
-    pub instance_id: HeaderValue,
-    /// Live state: in flight, health, failures.
-    pub state: Arc<ServerState>,
-    /// Metric children.
-    pub metrics: ServerMetrics,
-    /// The connection settings, built once; each request clones them and sets the address.
-    peer: HttpPeer,
-}
-
-impl Server {
-    fn new(
-        config: &UpstreamServer,
-        upstream: &Upstream,
-        metrics: ServerMetrics,
-        state: Option<Arc<ServerState>>,
-    ) -> Self {
-        let timeouts = &upstream.timeouts;
-        let mut peer_options = PeerOptions::new();
-        if upstream.http2 {
-            // Over plain TCP there is no ALPN: HTTP/2 as the minimum means prior knowledge.
-            peer_options.alpn = ALPN::H2;
-        }
-        peer_options.connection_timeout = Some(timeouts.connect);
-        peer_options.read_timeout = Some(timeouts.read);
-        peer_options.write_timeout = Some(timeouts.write);
-        let unresolved = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut peer = HttpPeer::new(unresolved, false, String::new());
-        peer.options = peer_options;
-        Self {
-            served_by: header_value(&config.addr),
-            instance_id: header_value(&config.id),
-            state: state.unwrap_or_default(),
-            metrics,
-            config: config.clone(),
-            peer,
-        }
-    }
-
-    /// The connection settings for a request to this server at `addr`.
-    pub fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
-        let mut peer = Box::new(self.peer.clone());
-        peer._address = PeerAddr::Inet(addr);
-        peer
-    }
-
-    /// Whether `addr` names a host to resolve rather than an IP.
-    fn has_host_name(&self) -> bool {
-        self.config.host.parse::<IpAddr>().is_err()
-    }
-}
-
-/// Config validation only lets visible ASCII through for ids, and addresses are host:port.
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 impl Pool {
@@ -408,21 +248,10 @@ impl Pool {
     }
 }
 
-/// `LoadBalancer::update` is async because discovery may be; with [`Static`] discovery it
-/// finishes on its first poll, so no runtime is needed to build a pool.
-fn run_to_completion<F: Future<Output = pingora::Result<()>>>(future: F) {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => unreachable!("static discovery cannot fail: {e}"),
-        Poll::Pending => unreachable!("static discovery does not wait"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Timeouts;
+    use crate::config::{Timeouts, UpstreamServer};
 
     impl Pool {
         fn new_for_test(upstream: &Upstream) -> Pool {

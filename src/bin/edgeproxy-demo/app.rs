@@ -72,26 +72,7 @@ impl DemoApp {
                 .await
             }
             (&Method::GET, "/echo") => {
-                let mut headers = BTreeMap::<String, String>::new();
-                for (name, value) in &http.req_header().headers {
-                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                    headers
-                        .entry(name.as_str().to_string())
-                        .and_modify(|v| {
-                            v.push_str(", ");
-                            v.push_str(&value);
-                        })
-                        .or_insert(value);
-                }
-                let body = json!({
-                    "instance": self.id,
-                    "method": method.as_str(),
-                    "version": format!("{:?}", http.req_header().version),
-                    "path": path,
-                    "query": http.req_header().uri.query().unwrap_or(""),
-                    "headers": headers,
-                    "client": http.client_addr().map(|a| a.to_string()),
-                });
+                let body = self.echo(http);
                 self.json(http, 200, &body).await
             }
             (&Method::GET, "/slow") => {
@@ -106,18 +87,7 @@ impl DemoApp {
                 let n = query.get("n").and_then(|v| v.parse().ok()).unwrap_or(1024);
                 self.download(http, n.min(MAX_DOWNLOAD)).await
             }
-            (&Method::POST | &Method::PUT, "/upload") => {
-                let mut received = 0u64;
-                while let Some(chunk) = http.read_request_body().await? {
-                    received += chunk.len() as u64;
-                }
-                self.json(
-                    http,
-                    200,
-                    &json!({ "instance": self.id, "bytes": received }),
-                )
-                .await
-            }
+            (&Method::POST | &Method::PUT, "/upload") => self.upload(http).await,
             (&Method::GET, "/events") => {
                 let interval = query
                     .get("interval_ms")
@@ -147,6 +117,42 @@ impl DemoApp {
                     .await
             }
         }
+    }
+
+    /// What the request looked like when it arrived: method, version, path, query, headers
+    /// (repeated ones joined with a comma) and the client's address.
+    fn echo(&self, http: &ServerSession) -> Value {
+        let req = http.req_header();
+        let mut headers = BTreeMap::<String, String>::new();
+        for (name, value) in &req.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            headers
+                .entry(name.as_str().to_string())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        json!({
+            "instance": self.id,
+            "method": req.method.as_str(),
+            "version": format!("{:?}", req.version),
+            "path": req.uri.path(),
+            "query": req.uri.query().unwrap_or(""),
+            "headers": headers,
+            "client": http.client_addr().map(|a| a.to_string()),
+        })
+    }
+
+    /// Reads a body of any size and says how many bytes came.
+    async fn upload(&self, http: &mut ServerSession) -> pingora::Result<()> {
+        let mut received = 0u64;
+        while let Some(chunk) = http.read_request_body().await? {
+            received += chunk.len() as u64;
+        }
+        let body = json!({ "instance": self.id, "bytes": received });
+        self.json(http, 200, &body).await
     }
 
     async fn create_model(&self, http: &mut ServerSession) -> pingora::Result<()> {
