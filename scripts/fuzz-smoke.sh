@@ -2,7 +2,7 @@
 # Builds the fuzz targets of fuzz/ on stable and runs each for FUZZ_SECONDS (30 by default),
 # starting from its seeds in fuzz/seeds/, so that the targets keep compiling and a panic on a
 # mutated seed fails the test command. Built this way the targets have no coverage
-# instrumentation, so libFuzzer mutates blindly; `cargo +nightly fuzz run TARGET` (README.md,
+# instrumentation, so libFuzzer mutates blindly; `cargo +nightly fuzz run TARGET` (docs/development.md,
 # "Fuzzing") is the coverage-guided run. The build shares target/ with edgeproxy's own, so
 # only libFuzzer and the targets themselves are compiled again.
 set -euo pipefail

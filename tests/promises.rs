@@ -1,7 +1,8 @@
-//! The documented schema is covered: every configuration key and every metric that README.md
-//! documents is named by a test (tests/*.rs, or the config parser's unit tests). A key or
-//! metric added to the docs without a test fails here; tests/README.md maps the documented
-//! behaviours to the tests that hold them.
+//! The documented schema is covered: every key of the config file's schema is documented in
+//! docs/configuration.md, and every configuration key and metric the docs document is named
+//! by a test (tests/*.rs, or the config parser's unit tests). A key added to the schema
+//! without its documentation, or to the docs without a test, fails here; tests/README.md maps
+//! the documented behaviours to the tests that hold them.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -11,24 +12,16 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// README.md between two of its headings.
-fn section<'a>(readme: &'a str, from: &str, to: &str) -> &'a str {
-    let start = readme
-        .find(from)
-        .unwrap_or_else(|| panic!("README.md has no {from:?}"));
-    let end = readme[start..]
-        .find(to)
-        .unwrap_or_else(|| panic!("README.md has no {to:?} after {from:?}"));
-    &readme[start..start + end]
-}
-
 /// The first backquoted word of each table row: `| `name` | ...`.
 fn table_names(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|rest| rest.split_once("` |"))
         .map(|(name, _)| name.to_string())
-        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|name| {
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
         .collect()
 }
 
@@ -80,15 +73,10 @@ fn names(text: &str, word: &str) -> bool {
 #[test]
 fn every_documented_config_key_and_metric_is_named_by_a_test() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = read(&root.join("README.md"));
-    let reference = section(
-        &readme,
-        "## Configuration reference",
-        "## What the proxy does",
-    );
-    let mut keys = table_names(reference);
-    keys.extend(yaml_keys(reference));
-    let metrics: BTreeSet<String> = table_names(&readme)
+    let reference = read(&root.join("docs/configuration.md"));
+    let mut keys = table_names(&reference);
+    keys.extend(yaml_keys(&reference));
+    let metrics: BTreeSet<String> = table_names(&read(&root.join("docs/metrics.md")))
         .into_iter()
         .filter(|name| name.starts_with("edgeproxy_"))
         .collect();
@@ -104,7 +92,7 @@ fn every_documented_config_key_and_metric_is_named_by_a_test() {
         .collect();
     assert!(
         untested.is_empty(),
-        "documented in README.md but named by no test: {untested:?}"
+        "documented in docs/ but named by no test: {untested:?}"
     );
 }
 
@@ -157,5 +145,54 @@ fn every_test_the_promise_map_names_exists() {
     assert!(
         missing.is_empty(),
         "tests/README.md names tests that do not exist: {missing:?}"
+    );
+}
+
+/// The keys of the config file's schema: the fields of the `File*` structs that serde reads
+/// (src/config/file.rs), under their serde names.
+fn schema_keys(file_rs: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut in_struct = false;
+    let mut rename = None;
+    for line in file_rs.lines() {
+        let line = line.trim();
+        if line.starts_with("pub struct File") && line.ends_with('{') {
+            in_struct = true;
+        } else if line == "}" {
+            in_struct = false;
+        } else if in_struct {
+            if let Some(rest) = line.split_once("rename = \"").map(|(_, r)| r) {
+                rename = rest.split('"').next().map(str::to_string);
+            } else if let Some((field, _)) =
+                line.strip_prefix("pub ").and_then(|l| l.split_once(':'))
+            {
+                keys.insert(rename.take().unwrap_or_else(|| field.to_string()));
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_key_of_the_schema_is_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = schema_keys(&read(&root.join("src/config/file.rs")));
+    // The parse itself must have found the schema, or this test proves nothing.
+    assert!(
+        schema.len() >= 60,
+        "found only {} keys: {schema:?}",
+        schema.len()
+    );
+    assert!(
+        schema.contains("type") && !schema.contains("kind"),
+        "serde renames are read"
+    );
+    let reference = read(&root.join("docs/configuration.md"));
+    let mut documented = table_names(&reference);
+    documented.extend(yaml_keys(&reference));
+    let missing: Vec<&String> = schema.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "keys of src/config/file.rs missing from docs/configuration.md: {missing:?}"
     );
 }

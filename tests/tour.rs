@@ -13,7 +13,7 @@ fn tour_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     let tour = &readme[readme
-        .find("### A tour of the demo")
+        .find("## A tour of the demo")
         .expect("a tour in README.md")..];
     let block = &tour[tour.find("```sh\n").expect("a shell block in the tour") + 6..];
     let block = &block[..block.find("```").expect("the end of the block")];
