@@ -21,7 +21,7 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_OBJECT_SHARE: u64 = 8;
 
 /// The cache parts that Pingora borrows for the life of the process.
-pub struct ResponseCache {
+pub(crate) struct ResponseCache {
     storage: &'static MemCache,
     eviction: &'static simple_lru::Manager,
     lock: &'static CacheKeyLockImpl,
@@ -31,7 +31,7 @@ pub struct ResponseCache {
 impl ResponseCache {
     /// A cache bounded to `max_size` bytes. Pingora's cache API takes `'static` references;
     /// the parts are made once per process and leaked instead of living in global statics.
-    pub fn new(max_size: u64) -> Self {
+    pub(crate) fn new(max_size: u64) -> Self {
         let max_size = usize::try_from(max_size).unwrap_or(usize::MAX);
         let lock: Box<CacheKeyLockImpl> = CacheLock::new_boxed(LOCK_TIMEOUT);
         Self {
@@ -43,7 +43,7 @@ impl ResponseCache {
     }
 
     /// Turns caching on for a GET or HEAD request.
-    pub fn enable(&self, session: &mut Session) {
+    pub(crate) fn enable(&self, session: &mut Session) {
         if !matches!(session.req_header().method, Method::GET | Method::HEAD) {
             return;
         }
@@ -59,7 +59,7 @@ impl ResponseCache {
 }
 
 /// The cache key: host, path and query.
-pub fn key(req: &RequestHeader) -> CacheKey {
+pub(crate) fn key(req: &RequestHeader) -> CacheKey {
     let host = req
         .headers
         .get(http::header::HOST)
@@ -79,7 +79,11 @@ pub fn key(req: &RequestHeader) -> CacheKey {
 /// a `Set-Cookie` response or an answer to an `Authorization` request. The response's own
 /// `stale-if-error=N` (RFC 5861, which nginx honours too) lets the copy stand in for an
 /// upstream that fails for up to N seconds after `ttl`; see [`serves_stale`].
-pub fn cacheability(req: &RequestHeader, resp: &ResponseHeader, ttl: Duration) -> RespCacheable {
+pub(crate) fn cacheability(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    ttl: Duration,
+) -> RespCacheable {
     let control = CacheControl::from_resp_headers(resp);
     let refused = resp.status != 200
         || control
@@ -109,7 +113,7 @@ pub fn cacheability(req: &RequestHeader, resp: &ResponseHeader, ttl: Duration) -
 /// `stale-if-error` window, which Pingora checks before asking. `None` asks about
 /// stale-while-revalidate, which is not offered: its background fetch would bypass the
 /// request filters.
-pub fn serves_stale(error: Option<&Error>) -> bool {
+pub(crate) fn serves_stale(error: Option<&Error>) -> bool {
     error.is_some_and(|e| e.esource() != &ErrorSource::Downstream)
 }
 

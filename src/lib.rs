@@ -15,19 +15,36 @@
 //! - [`process`]: the server assembled, and signals (reload, shutdown, upgrade).
 //! - [`cli`]: the command line, which `main.rs` runs.
 
-pub mod access_log;
-pub mod admin;
-pub mod balance;
-pub mod cache;
+#![warn(unreachable_pub, missing_docs)]
+// A panic on user or network input takes every connection of the process down with it: what
+// can fail returns an error, and each `expect` that is left says why it cannot fail.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod access_log;
+mod admin;
+mod balance;
+mod cache;
 pub mod cli;
-pub mod config;
-pub mod connections;
-pub mod health;
-pub mod limits;
-pub mod metrics;
-pub mod net;
-pub mod process;
-pub mod proxy;
-pub mod resolver;
-pub mod runtime;
-pub mod sync;
+mod config;
+mod connections;
+mod health;
+mod limits;
+mod metrics;
+mod net;
+mod process;
+mod proxy;
+mod resolver;
+mod runtime;
+mod sync;
+
+pub use process::logging::init as init_logging;
+
+/// The config file's duration syntax (`150ms`, `2s`, `5m`, `1h`), which the demo backend's
+/// flags take too.
+pub use config::values::DurationValue;
+
+/// What the fuzz targets (fuzz/) drive: the config parser and path normalisation.
+pub mod fuzzing {
+    pub use crate::config::{parse_with, NameLookup};
+    pub use crate::net::path::normalize;
+}

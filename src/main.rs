@@ -1,3 +1,5 @@
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -17,6 +19,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &[u8; 18] = b"tcache_max:131072\0";
 
 fn main() -> ExitCode {
-    edgeproxy::process::logging::init();
+    edgeproxy::init_logging();
     edgeproxy::cli::main(edgeproxy::cli::Cli::parse())
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Resolves the host names of every upstream that has some, every `resolve_interval`.
-pub struct Resolver {
+pub(crate) struct Resolver {
     live: Arc<LiveSnapshot>,
 }
 
 impl Resolver {
     /// Resolves for the upstreams of the snapshot in force.
-    pub fn new(live: Arc<LiveSnapshot>) -> Self {
+    pub(crate) fn new(live: Arc<LiveSnapshot>) -> Self {
         Self { live }
     }
 }

@@ -156,18 +156,24 @@ fn schema_keys(file_rs: &str) -> BTreeSet<String> {
     let mut rename = None;
     for line in file_rs.lines() {
         let line = line.trim();
-        if line.starts_with("pub struct File") && line.ends_with('{') {
-            in_struct = true;
-        } else if line == "}" {
-            in_struct = false;
-        } else if in_struct {
-            if let Some(rest) = line.split_once("rename = \"").map(|(_, r)| r) {
-                rename = rest.split('"').next().map(str::to_string);
-            } else if let Some((field, _)) =
-                line.strip_prefix("pub ").and_then(|l| l.split_once(':'))
-            {
-                keys.insert(rename.take().unwrap_or_else(|| field.to_string()));
+        if let Some(rest) = line.split_once("rename = \"").map(|(_, r)| r) {
+            rename = rest.split('"').next().map(str::to_string);
+            continue;
+        }
+        // Items and fields, whatever their visibility: `pub`, `pub(crate)`, `pub(super)`.
+        let Some(item) = line.strip_prefix("pub ").or_else(|| {
+            line.strip_prefix("pub(")
+                .and_then(|l| l.split_once(") ").map(|(_, r)| r))
+        }) else {
+            if line == "}" {
+                in_struct = false;
             }
+            continue;
+        };
+        if item.starts_with("struct File") && item.ends_with('{') {
+            in_struct = true;
+        } else if let Some((field, _)) = item.split_once(':').filter(|_| in_struct) {
+            keys.insert(rename.take().unwrap_or_else(|| field.to_string()));
         }
     }
     keys

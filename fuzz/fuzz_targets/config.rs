@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use edgeproxy::config::{parse_with, NameLookup};
+use edgeproxy::fuzzing::{parse_with, NameLookup};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

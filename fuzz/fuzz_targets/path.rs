@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use edgeproxy::net::path::normalize;
+use edgeproxy::fuzzing::normalize;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|path: &str| {

@@ -10,7 +10,7 @@
 
 mod record;
 
-pub use record::AccessRecord;
+pub(crate) use record::AccessRecord;
 
 use crate::config::{AccessLogFormat, AccessLogTarget};
 use std::cell::RefCell;
@@ -41,7 +41,7 @@ thread_local! {
 
 /// Where access-log lines go.
 #[derive(Clone)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     shared: Option<Arc<Shared>>,
     format: AccessLogFormat,
 }
@@ -60,7 +60,7 @@ struct Shared {
 
 impl AccessLog {
     /// Opens the target and starts its writer thread; `off` starts nothing.
-    pub fn open(target: &AccessLogTarget, format: AccessLogFormat) -> io::Result<Self> {
+    pub(crate) fn open(target: &AccessLogTarget, format: AccessLogFormat) -> io::Result<Self> {
         let out: Box<dyn Write + Send> = match target {
             AccessLogTarget::Off => {
                 return Ok(Self {
@@ -90,12 +90,12 @@ impl AccessLog {
     }
 
     /// Whether lines are written at all.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.shared.is_some()
     }
 
     /// Adds the line for a request to this thread's buffer.
-    pub fn write(&self, record: &AccessRecord) {
+    pub(crate) fn write(&self, record: &AccessRecord) {
         let Some(shared) = &self.shared else {
             return;
         };
@@ -151,7 +151,7 @@ impl Shared {
 }
 
 /// Opens a log file for appending; the error names the file.
-pub fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
+pub(crate) fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
     OpenOptions::new()
         .create(true)
         .append(true)

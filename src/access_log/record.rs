@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What is logged about one request.
-pub struct AccessRecord<'a> {
+pub(crate) struct AccessRecord<'a> {
     /// When the request started.
     pub time: SystemTime,
     /// Client address, if the connection has one.
@@ -51,7 +51,7 @@ fn or_dash(s: &str) -> &str {
 impl AccessRecord<'_> {
     /// Appends nginx's `combined` format followed by the proxy's own fields, without the
     /// newline.
-    pub fn write_combined(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_combined(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
         let _ = self.try_write_combined(out);
     }
@@ -87,7 +87,7 @@ impl AccessRecord<'_> {
     }
 
     /// Appends one JSON object, without the newline.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         let line = JsonLine {
             time: self
                 .time

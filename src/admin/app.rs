@@ -11,14 +11,14 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// Serves the registry and the status page.
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     registry: Registry,
     live: Arc<LiveSnapshot>,
 }
 
 impl AdminApp {
     /// Serves `registry`, and the state of the upstreams in force.
-    pub fn new(registry: Registry, live: Arc<LiveSnapshot>) -> Self {
+    pub(crate) fn new(registry: Registry, live: Arc<LiveSnapshot>) -> Self {
         Self { registry, live }
     }
 

@@ -13,7 +13,7 @@ const LABELS: &[&str] = &["upstream", "backend"];
 /// Each scrape builds its families afresh from the snapshot in force: nothing is shared
 /// between scrapes, so two at once cannot reset or fill each other's gauges, and a server a
 /// reload removed leaves no series behind.
-pub struct BackendCollector {
+pub(super) struct BackendCollector {
     live: Arc<LiveSnapshot>,
     /// The families' descriptions, for the registry; never filled.
     described: [IntGaugeVec; 2],
@@ -21,7 +21,7 @@ pub struct BackendCollector {
 
 impl BackendCollector {
     /// A collector over the pools of the snapshot in force.
-    pub fn new(live: Arc<LiveSnapshot>) -> prometheus::Result<Self> {
+    pub(super) fn new(live: Arc<LiveSnapshot>) -> prometheus::Result<Self> {
         Ok(Self {
             live,
             described: families()?,

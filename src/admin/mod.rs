@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 /// Adds the per-backend gauges, read from the snapshot in force at scrape time, to the
 /// registry of `metrics`.
-pub fn watch(metrics: &Metrics, live: Arc<LiveSnapshot>) -> prometheus::Result<()> {
+pub(crate) fn watch(metrics: &Metrics, live: Arc<LiveSnapshot>) -> prometheus::Result<()> {
     metrics
         .registry()
         .register(Box::new(BackendCollector::new(live)?))
 }
 
 /// The HTTP service answering `GET /metrics` and `GET /status` on `listen`.
-pub fn service(
+pub(crate) fn service(
     metrics: &Metrics,
     listen: SocketAddr,
     live: Arc<LiveSnapshot>,

@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 /// Where each server is now; host names are resolved again while running.
 #[derive(Debug, Clone)]
-pub struct Addresses {
+pub(crate) struct Addresses {
     pub(super) of: Vec<SocketAddr>,
     by_addr: HashMap<SocketAddr, usize>,
 }
@@ -30,7 +30,7 @@ impl Addresses {
     }
 
     /// The server index of a backend.
-    pub fn index_of(&self, backend: &Backend) -> Option<usize> {
+    pub(crate) fn index_of(&self, backend: &Backend) -> Option<usize> {
         backend
             .addr
             .as_inet()

@@ -6,7 +6,7 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
 /// A request's hash key, borrowed from the request where possible.
-pub enum RequestKey<'a> {
+pub(crate) enum RequestKey<'a> {
     /// Client IP octets (4 or 16 of them).
     Ip([u8; 16], usize),
     /// A header or cookie value.
@@ -17,7 +17,7 @@ pub enum RequestKey<'a> {
 
 impl RequestKey<'_> {
     /// The bytes to hash.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Self::Ip(octets, len) => &octets[..*len],
             Self::Value(value) => value,
@@ -28,7 +28,7 @@ impl RequestKey<'_> {
 
 /// The key for `req`. A request without the configured header or cookie falls back to its
 /// client IP, so it still sticks to one server.
-pub fn request_key<'a>(
+pub(crate) fn request_key<'a>(
     key: &HashKey,
     req: &'a RequestHeader,
     client: Option<IpAddr>,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The selector: backends in file order with their counters.
-pub struct LeastConn {
+pub(super) struct LeastConn {
     backends: Box<[Backend]>,
     inflight: Box<[Inflight]>,
     cursor: AtomicUsize,
@@ -18,7 +18,7 @@ pub struct LeastConn {
 
 impl LeastConn {
     /// `inflight[i]` counts the requests of `backends[i]`.
-    pub fn new(backends: Vec<Backend>, inflight: Vec<Inflight>) -> Self {
+    pub(super) fn new(backends: Vec<Backend>, inflight: Vec<Inflight>) -> Self {
         debug_assert_eq!(backends.len(), inflight.len());
         Self {
             backends: backends.into_boxed_slice(),
@@ -29,7 +29,7 @@ impl LeastConn {
 
     /// Backends from least to most loaded. Equal loads are ordered from a start position that
     /// moves on each call, so ties rotate instead of always favouring the first server.
-    pub fn iter(self: &Arc<Self>) -> LeastConnIter {
+    pub(super) fn iter(self: &Arc<Self>) -> LeastConnIter {
         let n = self.backends.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let loads: Vec<u64> = self.inflight.iter().map(|c| c.count() as u64).collect();
@@ -54,7 +54,7 @@ fn rotated(i: usize, start: usize, n: usize) -> usize {
 }
 
 /// Yields backends by increasing load.
-pub struct LeastConnIter {
+pub(super) struct LeastConnIter {
     selector: Arc<LeastConn>,
     order: Vec<usize>,
     next: usize,

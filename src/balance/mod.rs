@@ -8,10 +8,9 @@ mod server;
 mod smooth;
 mod state;
 
-pub use group::Addresses;
-pub use key::request_key;
-pub use server::Server;
-pub use state::ServerState;
+pub(crate) use group::Addresses;
+pub(crate) use key::request_key;
+pub(crate) use server::Server;
 
 use crate::config::{preferred_address, Balance, HashKey, HealthCheck, Upstream, WhenAllDown};
 use crate::metrics::handles::{FailureReason, ServerMetrics};
@@ -27,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// One upstream's servers and the balancers that pick among them.
-pub struct Pool {
+pub(crate) struct Pool {
     name: String,
     balance: Balance,
     hash_key: HashKey,
@@ -45,7 +44,7 @@ pub struct Pool {
 impl Pool {
     /// Builds the balancers for an upstream, with metric children from `metrics`. Servers
     /// that `previous` has under the same `addr` keep their live state.
-    pub fn new(upstream: &Upstream, metrics: &Metrics, previous: Option<&Pool>) -> Self {
+    pub(crate) fn new(upstream: &Upstream, metrics: &Metrics, previous: Option<&Pool>) -> Self {
         let servers: Vec<Server> = upstream
             .servers
             .iter()
@@ -62,6 +61,10 @@ impl Pool {
         )));
         let (backups, primaries): (Vec<usize>, Vec<usize>) =
             (0..servers.len()).partition(|&i| servers[i].config.backup);
+        #[expect(
+            clippy::expect_used,
+            reason = "validation refuses an upstream whose servers are all backups"
+        )]
         let primary = Group::new(upstream.balance, primaries, &servers, &addresses)
             .expect("config validation requires a server that is not a backup");
         let backup = Group::new(upstream.balance, backups, &servers, &addresses);
@@ -82,44 +85,44 @@ impl Pool {
     }
 
     /// Counts a request sent again to another server.
-    pub fn count_retry(&self) {
+    pub(crate) fn count_retry(&self) {
         self.retries_total.inc();
     }
 
     /// The upstream's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The selection algorithm.
-    pub fn balance(&self) -> Balance {
+    pub(crate) fn balance(&self) -> Balance {
         self.balance
     }
 
     /// The servers in file order.
-    pub fn servers(&self) -> &[Server] {
+    pub(crate) fn servers(&self) -> &[Server] {
         &self.servers
     }
 
     /// What `ip_hash` hashes; see [`request_key`].
-    pub fn hash_key(&self) -> &HashKey {
+    pub(crate) fn hash_key(&self) -> &HashKey {
         &self.hash_key
     }
 
     /// The active health check, if any.
-    pub fn health_check(&self) -> Option<&HealthCheck> {
+    pub(crate) fn health_check(&self) -> Option<&HealthCheck> {
         self.health_check.as_ref()
     }
 
     /// Further attempts allowed after a first failed one.
-    pub fn retries(&self) -> u32 {
+    pub(crate) fn retries(&self) -> u32 {
         self.retries
     }
 
     /// Picks a server not in `tried`: a ready primary, else a ready backup, else (with
     /// `when_all_down: try_all`) any. Returns its index into [`Pool::servers`]. `key`
     /// matters only to `ip_hash`.
-    pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
+    pub(crate) fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
         let addresses = self.addresses.load();
         let untried = |b: &Backend| addresses.index_of(b).filter(|i| !tried.contains(i));
         let ready =
@@ -137,12 +140,12 @@ impl Pool {
     }
 
     /// Where server `index` is now.
-    pub fn address(&self, index: usize) -> SocketAddr {
+    pub(crate) fn address(&self, index: usize) -> SocketAddr {
         self.addresses.load().of[index]
     }
 
     /// How often host names are resolved again; `None` if every server is an IP.
-    pub fn resolve_interval(&self) -> Option<std::time::Duration> {
+    pub(crate) fn resolve_interval(&self) -> Option<std::time::Duration> {
         self.servers
             .iter()
             .any(Server::has_host_name)
@@ -150,7 +153,7 @@ impl Pool {
     }
 
     /// Resolves the servers' host names again and, if any moved, rebuilds the balancers.
-    pub async fn refresh_addresses(&self) {
+    pub(crate) async fn refresh_addresses(&self) {
         self.refresh_addresses_with(|host, port| async move {
             tokio::net::lookup_host((host.as_str(), port))
                 .await
@@ -160,7 +163,7 @@ impl Pool {
     }
 
     /// [`Pool::refresh_addresses`] with a given name lookup.
-    pub async fn refresh_addresses_with<F, Fut>(&self, lookup: F)
+    pub(crate) async fn refresh_addresses_with<F, Fut>(&self, lookup: F)
     where
         F: Fn(String, u16) -> Fut,
         Fut: Future<Output = io::Result<Vec<SocketAddr>>>,
@@ -221,13 +224,13 @@ impl Pool {
     }
 
     /// Counts a request against a server until the guard is dropped.
-    pub fn enter(&self, server: usize) -> InflightGuard {
+    pub(crate) fn enter(&self, server: usize) -> InflightGuard {
         self.servers[server].state.inflight.enter()
     }
 
     /// Records a failed attempt on `server`: counted in `edgeproxy_upstream_failures_total`
     /// as `reason`, and toward its passive `max_fails`; `detail` goes to the log.
-    pub fn record_failure(&self, server: usize, reason: FailureReason, detail: &str) {
+    pub(crate) fn record_failure(&self, server: usize, reason: FailureReason, detail: &str) {
         let server = &self.servers[server];
         server.metrics.failure(reason);
         let config = &server.config;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// What a selector is built from, besides the backend set: kept by the `LoadBalancer` and
 /// reused on every rebuild, so the per-server counters outlive any one selector.
-pub struct SelectorConfig {
+pub(super) struct SelectorConfig {
     /// The algorithm.
     pub balance: Balance,
     /// Where each server is now, to map backends to servers.
@@ -28,7 +28,7 @@ pub struct SelectorConfig {
 }
 
 /// One upstream's selection algorithm over its current backends.
-pub enum Selector {
+pub(super) enum Selector {
     /// Smooth weighted round robin.
     RoundRobin(Arc<SmoothWeighted>),
     /// Fewest in flight per unit of weight.
@@ -40,7 +40,7 @@ pub enum Selector {
 }
 
 /// The candidates for one request, best first.
-pub enum SelectorIter {
+pub(super) enum SelectorIter {
     /// See [`Selector::RoundRobin`].
     RoundRobin(SmoothIter),
     /// See [`Selector::LeastConn`].

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// A server with everything a request needs from it prepared at load time.
-pub struct Server {
+pub(crate) struct Server {
     /// The server as configured.
     pub config: UpstreamServer,
     /// `X-Served-By` value.
@@ -57,7 +57,7 @@ impl Server {
     }
 
     /// The connection settings for a request to this server at `addr`.
-    pub fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
+    pub(crate) fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
         let mut peer = Box::new(self.peer.clone());
         peer._address = PeerAddr::Inet(addr);
         peer

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// The selector over backends in file order, which decides who goes first among equal
 /// weights.
-pub struct SmoothWeighted {
+pub(super) struct SmoothWeighted {
     backends: Box<[Backend]>,
     schedule: Box<[u16]>,
     cursor: AtomicUsize,
@@ -20,7 +20,7 @@ pub struct SmoothWeighted {
 
 impl SmoothWeighted {
     /// A schedule for `backends`, given in file order.
-    pub fn new(backends: Vec<Backend>) -> Self {
+    pub(super) fn new(backends: Vec<Backend>) -> Self {
         let weights: Vec<i64> = backends.iter().map(|b| b.weight as i64).collect();
         Self {
             schedule: smooth_schedule(&weights).into_boxed_slice(),
@@ -52,7 +52,7 @@ fn smooth_schedule(weights: &[i64]) -> Vec<u16> {
 
 impl SmoothWeighted {
     /// The next scheduled backend, then the others.
-    pub fn iter(self: &Arc<Self>) -> SmoothIter {
+    pub(super) fn iter(self: &Arc<Self>) -> SmoothIter {
         SmoothIter {
             selector: Arc::clone(self),
             start: self.cursor.fetch_add(1, Ordering::Relaxed),
@@ -63,7 +63,7 @@ impl SmoothWeighted {
 
 /// Yields the scheduled backend first, then every other backend once, in order, so a caller
 /// that skips unusable backends still finds each candidate within `backends.len()` steps.
-pub struct SmoothIter {
+pub(super) struct SmoothIter {
     selector: Arc<SmoothWeighted>,
     start: usize,
     step: usize,

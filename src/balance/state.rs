@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// The live state of one server; a reload keeps it for servers that stay.
 #[derive(Debug, Default)]
-pub struct ServerState {
+pub(crate) struct ServerState {
     /// Requests being served by the server.
     pub inflight: Inflight,
     /// Active health, as the last probes judged it.
@@ -19,14 +19,14 @@ pub struct ServerState {
 
 impl ServerState {
     /// Whether new requests may go to the server.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.health.is_up() && !self.passive.is_failed()
     }
 }
 
 /// Up or down according to probes, with rise/fall hysteresis.
 #[derive(Debug)]
-pub struct ActiveHealth {
+pub(crate) struct ActiveHealth {
     up: AtomicBool,
     streak: Mutex<Streak>,
     last_probe: Mutex<Option<String>>,
@@ -57,12 +57,12 @@ impl Default for ActiveHealth {
 
 impl ActiveHealth {
     /// Whether the server is up.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
     /// The last probe's result, `ok` or why it failed; None before the first probe.
-    pub fn last_probe(&self) -> Option<String> {
+    pub(crate) fn last_probe(&self) -> Option<String> {
         self.last_probe
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -70,7 +70,7 @@ impl ActiveHealth {
     }
 
     /// Records what the last probe found.
-    pub fn set_last_probe(&self, result: &Result<(), String>) {
+    pub(crate) fn set_last_probe(&self, result: &Result<(), String>) {
         let text = match result {
             Ok(()) => "ok".to_string(),
             Err(why) => why.clone(),
@@ -81,7 +81,7 @@ impl ActiveHealth {
     /// Records a probe result; returns the new state if it changed. The first probe decides
     /// at once, so a server that is down at start is never offered traffic; after that it
     /// takes `fall` failures or `rise` successes in a row to change.
-    pub fn observe(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+    pub(crate) fn observe(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
         let mut streak = self.streak.lock().unwrap_or_else(|e| e.into_inner());
         let up = self.is_up();
         let first = !streak.probed;
@@ -108,7 +108,7 @@ impl ActiveHealth {
 /// out for `fail_timeout`; then it is tried again. The two settings come with each failure, from
 /// the config in force, so a reload that changes them applies at once.
 #[derive(Debug)]
-pub struct PassiveFailures {
+pub(crate) struct PassiveFailures {
     epoch: Instant,
     /// Milliseconds since `epoch` until which the server is out; 0 when it is in.
     failed_until: AtomicU64,
@@ -123,7 +123,7 @@ struct Window {
 
 impl PassiveFailures {
     /// No failures yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let now = Instant::now();
         Self {
             epoch: now,
@@ -140,14 +140,14 @@ impl PassiveFailures {
     }
 
     /// Whether the server is out because of recent failures.
-    pub fn is_failed(&self) -> bool {
+    pub(crate) fn is_failed(&self) -> bool {
         let until = self.failed_until.load(Ordering::Relaxed);
         until != 0 && self.now_ms() < until
     }
 
     /// Records a failed attempt; returns true if it takes the server out. `max_fails: 0`
     /// turns passive checks off.
-    pub fn record_failure(&self, max_fails: u32, fail_timeout: Duration) -> bool {
+    pub(crate) fn record_failure(&self, max_fails: u32, fail_timeout: Duration) -> bool {
         if max_fails == 0 || self.is_failed() {
             return false;
         }
@@ -167,7 +167,7 @@ impl PassiveFailures {
     }
 
     /// Ends a failure period early: the health check saw the server come back.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.failed_until.store(0, Ordering::Relaxed);
     }
 }

@@ -172,12 +172,12 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
 
 /// Certificates for unit tests.
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     use std::path::{Path, PathBuf};
 
     /// Writes a new self-signed certificate for `name` and its key into `dir`; returns their
     /// paths.
-    pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
         let cert_path = dir.join(format!("{name}.crt"));
         let key_path = dir.join(format!("{name}.key"));

@@ -1,14 +1,17 @@
 //! Every default and bound of the config file, in one place: validation fills them in and
 //! error messages quote them from here, so that neither can drift from the other.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// `server.listen`.
-pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub(super) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
 /// `server.health_path`.
 pub(super) const DEFAULT_HEALTH_PATH: &str = "/edge-health";
 /// Loopback: binding the metrics where others can read them must be asked for.
-pub(super) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9091";
+pub(super) const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9091);
 /// `server.upgrade_sock`.
 pub(super) const DEFAULT_UPGRADE_SOCK: &str = "/tmp/edgeproxy_upgrade.sock";
 /// `server.grace_period`.

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(super) struct FileConfig {
     #[serde(default)]
     pub server: FileServer,
     pub metrics: Option<FileMetrics>,
@@ -28,7 +28,7 @@ pub struct FileConfig {
 /// `server:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileServer {
+pub(super) struct FileServer {
     pub listen: Option<Vec<ListenAddr>>,
     pub threads: Option<usize>,
     pub health_path: Option<String>,
@@ -56,7 +56,7 @@ pub struct FileServer {
 /// `server.tls:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileTls {
+pub(super) struct FileTls {
     pub listen: Vec<ListenAddr>,
     pub cert: String,
     pub key: String,
@@ -68,7 +68,7 @@ pub struct FileTls {
 /// `metrics:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileMetrics {
+pub(super) struct FileMetrics {
     pub listen: Option<ListenAddr>,
     pub allow: Option<Vec<Cidr>>,
 }
@@ -76,14 +76,14 @@ pub struct FileMetrics {
 /// `cache:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileCache {
+pub(super) struct FileCache {
     pub max_size: Option<ByteSize>,
 }
 
 /// `upstreams.NAME:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileUpstream {
+pub(super) struct FileUpstream {
     #[serde(default)]
     pub balance: Balance,
     pub hash_key: Option<HashKeyValue>,
@@ -103,7 +103,7 @@ pub struct FileUpstream {
 /// `upstreams.NAME.servers[i]:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileServerEntry {
+pub(super) struct FileServerEntry {
     pub addr: HostPort,
     pub id: Option<Label>,
     pub weight: Option<Weight>,
@@ -116,7 +116,7 @@ pub struct FileServerEntry {
 /// `upstreams.NAME.health_check:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileHealthCheck {
+pub(super) struct FileHealthCheck {
     #[serde(rename = "type", default)]
     pub kind: CheckKind,
     pub path: Option<String>,
@@ -131,7 +131,7 @@ pub struct FileHealthCheck {
 /// `routes[i]:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileRoute {
+pub(super) struct FileRoute {
     pub path: String,
     pub host: Option<String>,
     pub upstream: String,
@@ -148,7 +148,7 @@ pub struct FileRoute {
 /// `routes[i].rate_limit:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileRateLimit {
+pub(super) struct FileRateLimit {
     pub requests_per_second: f64,
     pub burst: Option<u32>,
 }

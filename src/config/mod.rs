@@ -11,16 +11,16 @@ mod route;
 mod settings;
 mod upstream;
 mod validate;
-pub mod values;
+pub(crate) mod values;
 
-pub use certificate::{CertFile, Certificate, CertificateError};
-pub use error::ConfigError;
-pub use route::{RateLimit, Route};
-pub use settings::{
+pub(crate) use certificate::{CertFile, Certificate};
+pub(crate) use error::ConfigError;
+pub(crate) use route::{RateLimit, Route};
+pub(crate) use settings::{
     AccessLogFormat, AccessLogTarget, CacheSettings, ClientLimits, HttpsListeners, MetricsSettings,
     ProcessSettings, ServerSettings, Tls,
 };
-pub use upstream::{
+pub(crate) use upstream::{
     Balance, CheckKind, HashKey, HealthCheck, Probe, Timeouts, Upstream, UpstreamServer,
     WhenAllDown,
 };
@@ -88,7 +88,7 @@ impl Config {
 
 /// The address used for a name with several: the first IPv4 one, as most container and EC2
 /// networks are IPv4, else the first.
-pub fn preferred_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+pub(crate) fn preferred_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
     let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
     addrs
         .iter()
@@ -108,12 +108,12 @@ pub enum NameLookup {
 }
 
 /// Reads, parses and validates a config file; resolves server host names.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with(path, NameLookup::Resolve)
 }
 
 /// [`load`], choosing whether host names are looked up.
-pub fn load_with(path: &Path, names: NameLookup) -> Result<Config, ConfigError> {
+pub(crate) fn load_with(path: &Path, names: NameLookup) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             path,
@@ -124,11 +124,13 @@ pub fn load_with(path: &Path, names: NameLookup) -> Result<Config, ConfigError> 
 }
 
 /// Parses and validates config text; `path` is only used in error messages.
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+#[cfg(test)]
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     parse_with(path, text, NameLookup::Resolve)
 }
 
-/// [`parse`], choosing whether host names are looked up.
+/// Parses and validates config text, choosing whether host names are looked up; `path` is
+/// only used in error messages.
 pub fn parse_with(path: &Path, text: &str, names: NameLookup) -> Result<Config, ConfigError> {
     let file: file::FileConfig = serde_yaml::from_str(text)
         .map_err(|e| ConfigError::from_yaml(path, &e).with_syntax_hint(text))?;

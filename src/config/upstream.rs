@@ -58,7 +58,7 @@ pub enum WhenAllDown {
 /// The protocol of an active health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CheckKind {
+pub(crate) enum CheckKind {
     /// `GET path`, judged by the status code.
     #[default]
     Http,

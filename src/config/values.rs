@@ -71,11 +71,11 @@ impl<'de> Deserialize<'de> for DurationValue {
 
 /// A size in bytes written with a unit: `512KiB`, `64MiB`, `1GiB` (also `B`, `KB`, `MB`, `GB`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub u64);
 
 impl ByteSize {
     /// Parses a number followed by B, KiB, MiB, GiB, KB, MB or GB.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         const UNITS: &[(&str, u64)] = &[
             ("B", 1),
             ("KiB", 1 << 10),
@@ -99,7 +99,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// `max_body:`: a size such as `10MiB`, or `none` for no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxBody(pub Option<u64>);
+pub(crate) struct MaxBody(pub Option<u64>);
 
 impl<'de> Deserialize<'de> for MaxBody {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -116,7 +116,7 @@ impl<'de> Deserialize<'de> for MaxBody {
 
 /// A listening address: an IP and a port, e.g. `0.0.0.0:8080` or `[::]:8080`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenAddr(pub SocketAddr);
+pub(crate) struct ListenAddr(pub SocketAddr);
 
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -140,7 +140,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
 ///
 /// Name resolution happens later, once the whole file has been read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
+pub(crate) struct HostPort {
     /// The text exactly as written, used for `X-Served-By` and in logs.
     pub text: String,
     /// The host part, without brackets for IPv6.
@@ -151,7 +151,7 @@ pub struct HostPort {
 
 impl HostPort {
     /// Parses `host:port`, `ip:port` or `[ipv6]:port`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let hint = "write host:port, e.g. 127.0.0.1:8001 or app1:8000";
         let invalid = |why: &str| format!("invalid server address `{text}`: {why}; {hint}");
         if text.contains("://") {
@@ -198,12 +198,12 @@ impl<'de> Deserialize<'de> for HostPort {
 
 /// A server weight, 1 to [`Weight::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Weight(pub u16);
+pub(crate) struct Weight(pub u16);
 
 impl Weight {
     /// The largest weight accepted. Weighted schedules are expanded per unit of weight, so the
     /// bound keeps them small; HAProxy caps weights at 256 for the same reason.
-    pub const MAX: u16 = 1000;
+    pub(crate) const MAX: u16 = 1000;
 }
 
 impl<'de> Deserialize<'de> for Weight {
@@ -223,11 +223,11 @@ impl<'de> Deserialize<'de> for Weight {
 /// `hash_key:` as written: `client_ip`, `header:NAME` or `cookie:NAME`, read into a
 /// [`HashKey`](super::HashKey) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HashKeyValue(pub super::HashKey);
+pub(crate) struct HashKeyValue(pub super::HashKey);
 
 impl HashKeyValue {
     /// Parses `client_ip`, `header:X-User-Id` or `cookie:session`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         use super::HashKey;
         let hint = "use client_ip, header:NAME (e.g. header:X-User-Id) or cookie:NAME";
         let key = match text.split_once(':') {
@@ -271,7 +271,7 @@ impl<'de> Deserialize<'de> for Cidr {
 
 /// A string that YAML may have typed as a number (`id: 1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Label(pub String);
+pub(crate) struct Label(pub String);
 
 impl<'de> Deserialize<'de> for Label {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

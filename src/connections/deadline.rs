@@ -32,7 +32,7 @@ Content-Length: 56\r\nConnection: close\r\n\r\n408 Request Timeout: the request 
 
 /// What the proxy tells the stream about the request on it.
 #[derive(Debug, Default)]
-pub struct RequestClock {
+pub(crate) struct RequestClock {
     /// Request headers read so far; a change means the header being timed is complete.
     headers_read: AtomicU32,
     /// A request is being served: reads are of its body, which Pingora's read timeout
@@ -42,25 +42,25 @@ pub struct RequestClock {
 
 impl RequestClock {
     /// The clock of the connection a session reads from, if it has one (HTTP/1 only).
-    pub fn of(stream: Option<&Stream>) -> Option<&RequestClock> {
+    pub(crate) fn of(stream: Option<&Stream>) -> Option<&RequestClock> {
         let stream = stream?.as_any().downcast_ref::<HeaderDeadline>()?;
         Some(&stream.clock)
     }
 
     /// A request header has been read: stop its deadline.
-    pub fn header_read(&self) {
+    pub(crate) fn header_read(&self) {
         self.headers_read.fetch_add(1, Ordering::Relaxed);
         self.in_request.store(true, Ordering::Relaxed);
     }
 
     /// The request is over: the next bytes begin a new header.
-    pub fn request_done(&self) {
+    pub(crate) fn request_done(&self) {
         self.in_request.store(false, Ordering::Relaxed);
     }
 }
 
 /// A client stream whose request headers must arrive within a deadline.
-pub struct HeaderDeadline {
+pub(crate) struct HeaderDeadline {
     inner: Stream,
     clock: Arc<RequestClock>,
     timeout: Duration,
@@ -75,7 +75,7 @@ pub struct HeaderDeadline {
 impl HeaderDeadline {
     /// Wraps a freshly accepted stream; its first header is due `timeout` from now.
     /// Each time-out is counted in `timed_out_count`.
-    pub fn new(inner: Stream, timeout: Duration, timed_out_count: IntCounter) -> Self {
+    pub(crate) fn new(inner: Stream, timeout: Duration, timed_out_count: IntCounter) -> Self {
         Self {
             inner,
             clock: Arc::default(),

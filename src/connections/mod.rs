@@ -13,7 +13,7 @@
 //! time a loaded machine may take to read a first request; idle keep-alive connections are
 //! closed after it, as nginx does.
 
-pub mod deadline;
+pub(crate) mod deadline;
 
 use crate::limits::per_ip::PerIp;
 use crate::metrics::handles::GaugeGuard;
@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 /// The longest a shutting-down service waits for open connections to send a request.
-pub const SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 
 /// How often the wait looks at the counts.
 const POLL: Duration = Duration::from_millis(10);
@@ -42,7 +42,7 @@ Content-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Una
 
 /// Counters of connections stopped by a limit, by the limit's name.
 #[derive(Clone)]
-pub struct LimitCounters {
+pub(crate) struct LimitCounters {
     max_connections: IntCounter,
     max_connections_per_ip: IntCounter,
     header_timeout: IntCounter,
@@ -50,7 +50,7 @@ pub struct LimitCounters {
 
 impl LimitCounters {
     /// The children of `edgeproxy_limited_total{limit}` that connections count in.
-    pub fn new(family: &IntCounterVec) -> Self {
+    pub(crate) fn new(family: &IntCounterVec) -> Self {
         Self {
             max_connections: family.with_label_values(&["max_connections"]),
             max_connections_per_ip: family.with_label_values(&["max_connections_per_ip"]),
@@ -62,7 +62,7 @@ impl LimitCounters {
 /// The client connections of the proxy service, shared by the app that counts them and the
 /// shutdown that waits for them.
 #[derive(Clone)]
-pub struct Connections {
+pub(crate) struct Connections {
     open: IntGauge,
     /// The same count as `open`, which admission compares with the limit.
     count: Inflight,
@@ -76,7 +76,7 @@ pub struct Connections {
 impl Connections {
     /// Connections counted in `open`, whose requests are counted in `inflight`, limited by
     /// the config in force in `live`; those stopped by a limit are counted in `limited`.
-    pub fn new(
+    pub(crate) fn new(
         open: IntGauge,
         inflight: Inflight,
         live: Arc<LiveSnapshot>,
@@ -94,7 +94,7 @@ impl Connections {
     }
 
     /// Wraps the server app `inner` so that its connections are counted, limited and timed.
-    pub fn app<A>(&self, inner: A) -> CountConnections<A> {
+    pub(crate) fn app<A>(&self, inner: A) -> CountConnections<A> {
         CountConnections {
             inner: Arc::new(inner),
             connections: self.clone(),
@@ -102,13 +102,13 @@ impl Connections {
     }
 
     /// Client connections open now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.count.count()
     }
 
     /// True once the service has stopped listening and dropped the connections that were
     /// left waiting for a request: from then on, no open connection is idle.
-    pub fn idle_closed(&self) -> bool {
+    pub(crate) fn idle_closed(&self) -> bool {
         self.idle_closed.load(Ordering::Acquire)
     }
 
@@ -123,7 +123,7 @@ impl Connections {
 /// A server app whose connections are counted and limited, whose HTTP/1 request headers are
 /// timed, and whose idle connections are dropped at shutdown only once the fresh ones have
 /// had their chance to send a request.
-pub struct CountConnections<A> {
+pub(crate) struct CountConnections<A> {
     inner: Arc<A>,
     connections: Connections,
 }

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Probes the servers of every upstream that has a health check.
-pub struct HealthChecker {
+pub(crate) struct HealthChecker {
     live: Arc<LiveSnapshot>,
 }
 
 impl HealthChecker {
     /// Checks the upstreams of the snapshot in force.
-    pub fn new(live: Arc<LiveSnapshot>) -> Self {
+    pub(crate) fn new(live: Arc<LiveSnapshot>) -> Self {
         Self { live }
     }
 }

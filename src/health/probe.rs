@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 const MAX_STATUS_LINE: usize = 1024;
 
 /// Why a probe did not pass, for the log.
-pub enum Failed {
+pub(super) enum Failed {
     /// The server refused, did not answer in time, or answered wrongly.
     Server(String),
     /// This host could not open a socket for the probe (file descriptors, memory or local
@@ -19,7 +19,7 @@ pub enum Failed {
 }
 
 /// Probes `addr`.
-pub async fn run(
+pub(super) async fn run(
     probe: &Probe,
     addr: SocketAddr,
     default_host: &str,

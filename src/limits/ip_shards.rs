@@ -10,7 +10,7 @@ const SHARDS: usize = 64;
 
 /// Values of type `T` by client address.
 #[derive(Debug)]
-pub struct IpShards<T> {
+pub(crate) struct IpShards<T> {
     shards: Vec<Mutex<HashMap<IpAddr, T>>>,
     hasher: RandomState,
 }
@@ -27,7 +27,7 @@ impl<T> Default for IpShards<T> {
 impl<T> IpShards<T> {
     /// The part of the table that holds `ip`, locked. Its users leave every entry
     /// consistent before they unlock, so a panic elsewhere does not spoil it.
-    pub fn shard(&self, ip: IpAddr) -> MutexGuard<'_, HashMap<IpAddr, T>> {
+    pub(crate) fn shard(&self, ip: IpAddr) -> MutexGuard<'_, HashMap<IpAddr, T>> {
         let index = self.hasher.hash_one(ip) as usize % SHARDS;
         self.shards[index]
             .lock()
@@ -36,7 +36,7 @@ impl<T> IpShards<T> {
 
     /// Entries in the whole table, shard by shard (not a snapshot).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
@@ -45,11 +45,11 @@ impl<T> IpShards<T> {
 
     /// Whether the table holds no entry.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// How many shards the table has.
     #[cfg(test)]
-    pub const SHARDS: usize = SHARDS;
+    pub(crate) const SHARDS: usize = SHARDS;
 }

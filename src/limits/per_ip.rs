@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 /// Open connections by client address.
 #[derive(Debug, Default)]
-pub struct PerIp(IpShards<u32>);
+pub(crate) struct PerIp(IpShards<u32>);
 
 impl PerIp {
     /// Counts a connection from `ip` unless it already has `limit` open; the count lasts as
     /// long as the returned guard.
-    pub fn enter(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<PerIpGuard> {
+    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<PerIpGuard> {
         let mut shard = self.0.shard(ip);
         let open = shard.get(&ip).copied().unwrap_or(0);
         if open >= limit {
@@ -31,7 +31,7 @@ impl PerIp {
 
 /// One connection counted against its address.
 #[derive(Debug)]
-pub struct PerIpGuard {
+pub(crate) struct PerIpGuard {
     table: Arc<PerIp>,
     ip: IpAddr,
 }

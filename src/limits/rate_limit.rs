@@ -20,14 +20,14 @@ struct Bucket {
 
 /// The buckets of one route.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     settings: RateLimit,
     buckets: IpShards<Bucket>,
 }
 
 impl RateLimiter {
     /// An empty limiter with these settings.
-    pub fn new(settings: RateLimit) -> Self {
+    pub(crate) fn new(settings: RateLimit) -> Self {
         Self {
             settings,
             buckets: IpShards::default(),
@@ -35,13 +35,13 @@ impl RateLimiter {
     }
 
     /// The settings it enforces.
-    pub fn settings(&self) -> RateLimit {
+    pub(crate) fn settings(&self) -> RateLimit {
         self.settings
     }
 
     /// Takes a token for a request from `client` at `now`; when there is none, how long
     /// until there is.
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let RateLimit {
             requests_per_second: rate,
             burst,

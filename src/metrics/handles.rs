@@ -13,7 +13,7 @@ const OTHER_SLOT: usize = 500;
 
 /// Why an attempt toward a backend failed, as `edgeproxy_upstream_failures_total` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
+pub(crate) enum FailureReason {
     /// The connection could not be opened.
     Connect,
     /// Connecting, reading or writing took too long.
@@ -38,7 +38,7 @@ impl FailureReason {
 }
 
 /// One backend's children.
-pub struct ServerMetrics {
+pub(crate) struct ServerMetrics {
     /// `edgeproxy_upstream_response_seconds`
     pub upstream_seconds: Histogram,
     failures: [IntCounter; 4],
@@ -50,7 +50,7 @@ pub struct ServerMetrics {
 
 impl ServerMetrics {
     /// Children for `backend` (its `addr` as configured) of `upstream`.
-    pub fn new(metrics: &Metrics, upstream: &str, backend: &str) -> Self {
+    pub(crate) fn new(metrics: &Metrics, upstream: &str, backend: &str) -> Self {
         Self {
             upstream_seconds: metrics
                 .upstream_response
@@ -70,14 +70,14 @@ impl ServerMetrics {
     }
 
     /// Counts a failed attempt.
-    pub fn failure(&self, reason: FailureReason) {
+    pub(crate) fn failure(&self, reason: FailureReason) {
         self.failures[reason as usize].inc();
     }
 }
 
 /// `edgeproxy_requests_total` for one route, upstream and backend: a slot per status code,
 /// filled the first time that code is seen.
-pub struct CodeCounters {
+pub(crate) struct CodeCounters {
     family: IntCounterVec,
     labels: [String; 3],
     slots: Box<[OnceLock<IntCounter>]>,
@@ -93,7 +93,7 @@ impl CodeCounters {
     }
 
     /// Counts a response with `code` (0 when none was sent).
-    pub fn inc(&self, code: u16) {
+    pub(crate) fn inc(&self, code: u16) {
         let (slot, code) = if CODES.contains(&code) {
             (usize::from(code - CODES.start()), code)
         } else {
@@ -110,7 +110,7 @@ impl CodeCounters {
 }
 
 /// One route's children (or, with empty labels, those of requests no route took).
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     /// `edgeproxy_request_duration_seconds`
     pub duration: Histogram,
     /// `edgeproxy_sse_streams`
@@ -124,7 +124,7 @@ pub struct RouteMetrics {
 }
 
 /// One cached route's `edgeproxy_cache_lookups_total` children, one per outcome.
-pub struct CacheLookups {
+pub(crate) struct CacheLookups {
     /// Served from the cache.
     pub hit: IntCounter,
     /// Fetched from the backend (and stored if cacheable).
@@ -148,7 +148,7 @@ impl RouteMetrics {
     /// Children for a route to `upstream`, whose servers are `backends` (addr as configured);
     /// cache lookups are counted only if `cached`, so that routes without a cache export no
     /// cache series.
-    pub fn new(
+    pub(crate) fn new(
         metrics: &Metrics,
         route: &str,
         upstream: &str,
@@ -170,7 +170,7 @@ impl RouteMetrics {
     }
 
     /// The `route` label: the path, prefixed by the host for a host route.
-    pub fn label(route: &Route) -> String {
+    pub(crate) fn label(route: &Route) -> String {
         match &route.host {
             Some(host) => format!("{host}{}", route.path),
             None => route.path.clone(),
@@ -179,11 +179,11 @@ impl RouteMetrics {
 }
 
 /// Holds a gauge up by one while alive.
-pub struct GaugeGuard(IntGauge);
+pub(crate) struct GaugeGuard(IntGauge);
 
 impl GaugeGuard {
     /// Raises `gauge` until the guard is dropped.
-    pub fn new(gauge: &IntGauge) -> Self {
+    pub(crate) fn new(gauge: &IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }

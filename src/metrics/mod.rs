@@ -5,7 +5,7 @@
 //! config is loaded ([`handles`]), and values the request path keeps anyway (in-flight counts,
 //! health) are read at scrape time, by the collector of `crate::admin`.
 
-pub mod handles;
+pub(crate) mod handles;
 
 use prometheus::core::Collector;
 use prometheus::process_collector::ProcessCollector;
@@ -15,7 +15,7 @@ use prometheus::{
 };
 
 /// Every metric family edgeproxy exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// `edgeproxy_requests_total{route, upstream, backend, code}`
     pub requests: IntCounterVec,
@@ -43,7 +43,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates and registers every family.
-    pub fn new() -> prometheus::Result<Self> {
+    pub(crate) fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
         // 1 ms to ~65 s: proxied requests span local answers to slow uploads.
         let seconds = exponential_buckets(0.001, 2.0, 17)?;
@@ -128,7 +128,7 @@ impl Metrics {
     }
 
     /// The registry every family is in, for the `/metrics` listener to gather.
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 /// The client of a request, as far as the proxy can tell. Both addresses are in canonical
 /// form (an IPv4-mapped IPv6 address is its IPv4 address), as [`Client::identify`] makes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Client {
+pub(crate) struct Client {
     /// The address of the connection's other end.
     pub peer: IpAddr,
     /// The address requests are attributed to: logs, `X-Real-IP`, `ip_hash`, rate limits.
@@ -23,7 +23,7 @@ pub struct Client {
 
 impl Client {
     /// The client of a connection from `peer` carrying these `X-Forwarded-For` values.
-    pub fn identify<'a>(
+    pub(crate) fn identify<'a>(
         peer: IpAddr,
         forwarded_for: impl DoubleEndedIterator<Item = &'a HeaderValue>,
         trusted: &[Cidr],

@@ -23,7 +23,7 @@ pub struct HeaderLimits {
 
 /// Why a request is refused, and with which status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     /// 400 or 431.
     pub status: u16,
     /// One line for the client and the debug log.
@@ -35,7 +35,7 @@ const fn reject(status: u16, reason: &'static str) -> Result<(), Rejection> {
 }
 
 /// Checks a parsed request; `raw` is the header as received, for HTTP/1.x.
-pub fn check(
+pub(crate) fn check(
     req: &RequestHeader,
     raw: Option<&[u8]>,
     limits: HeaderLimits,

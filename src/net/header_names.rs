@@ -4,16 +4,16 @@
 use http::header::HeaderName;
 
 /// Which server answered, as `host:port` (set on responses).
-pub const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+pub(crate) const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 /// The answering server's `id` (set on responses).
-pub const X_INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
+pub(crate) const X_INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
 /// The cache's verdict on a cached route (set on responses).
-pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// Tells buffering proxies in front to pass an event stream through (set on responses).
-pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+pub(crate) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 /// The client chain (set on requests).
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// The scheme the client used (set on requests).
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// The client's address (set on requests).
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");

@@ -15,7 +15,7 @@ const ALWAYS: [HeaderName; 2] = [
 /// Removes from a backend's response the headers its `Connection` names, and the standing
 /// hop-by-hop ones. A `101 Switching Protocols` keeps `Connection` and `Upgrade`, which are
 /// what it means; Pingora frames the body and writes the client's `Connection` itself.
-pub fn strip(resp: &mut ResponseHeader) {
+pub(crate) fn strip(resp: &mut ResponseHeader) {
     for name in &ALWAYS {
         resp.remove_header(name);
     }

@@ -3,12 +3,12 @@
 //! before it is routed (framing that cannot be read two ways, headers within limits, a path
 //! in normal form), and the header names and hop-by-hop rules of a proxy.
 
-pub mod cidr;
-pub mod client;
-pub mod framing;
-pub mod header_names;
-pub mod hop_by_hop;
-pub mod path;
-pub mod target;
+pub(crate) mod cidr;
+pub(crate) mod client;
+pub(crate) mod framing;
+pub(crate) mod header_names;
+pub(crate) mod hop_by_hop;
+pub(crate) mod path;
+pub(crate) mod target;
 
-pub use cidr::Cidr;
+pub(crate) use cidr::Cidr;

@@ -15,7 +15,7 @@ use std::fmt;
 
 /// Why a target cannot be put in normal form; the client gets 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BadTarget {
+pub(crate) enum BadTarget {
     /// The path has no normal form.
     Path(PathError),
     /// Bytes that are not UTF-8, which a backend could decode in more than one way.
@@ -37,7 +37,7 @@ impl fmt::Display for BadTarget {
 /// Rewrites `req`'s target into origin form with a normal path; leaves it untouched (no
 /// allocation) when it already is. HTTP/2 targets keep their scheme and authority, which
 /// Pingora turns into `Host` for an HTTP/1 backend.
-pub fn normalize(req: &mut RequestHeader) -> Result<(), BadTarget> {
+pub(crate) fn normalize(req: &mut RequestHeader) -> Result<(), BadTarget> {
     if !req.raw_path_is_utf8() {
         return Err(BadTarget::NotUtf8);
     }

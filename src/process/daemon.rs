@@ -15,7 +15,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// The binary at the path this process was started from: after a package upgrade replaced
 /// the file, that is the new binary (Linux names the running, replaced one `… (deleted)`).
-pub fn installed_binary() -> Result<PathBuf, String> {
+pub(crate) fn installed_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let text = exe.to_string_lossy();
     Ok(match text.strip_suffix(" (deleted)") {
@@ -69,7 +69,11 @@ fn wait_for(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) -> R
 
 /// `-d`: starts edgeproxy in the foreground in a new session and returns its pid once it has
 /// written it to `pid_file`, that is, once its config and listening addresses have passed.
-pub fn start_in_background(config: &Path, upgrade: bool, pid_file: &Path) -> Result<u32, String> {
+pub(crate) fn start_in_background(
+    config: &Path,
+    upgrade: bool,
+    pid_file: &Path,
+) -> Result<u32, String> {
     let exe = installed_binary()?;
     let mut child = spawn(&exe, config, upgrade)?;
     let pid = child.id();
@@ -81,7 +85,7 @@ pub fn start_in_background(config: &Path, upgrade: bool, pid_file: &Path) -> Res
 
 /// SIGUSR2: starts the installed binary with `-u` and returns its pid once it waits for the
 /// listening sockets on `upgrade_sock`; the caller then hands them over.
-pub fn start_successor(config: &Path, upgrade_sock: &Path) -> Result<u32, String> {
+pub(crate) fn start_successor(config: &Path, upgrade_sock: &Path) -> Result<u32, String> {
     let exe = installed_binary()?;
     // A socket left by an earlier upgrade would look like the new process waiting.
     match std::fs::remove_file(upgrade_sock) {

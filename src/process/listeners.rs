@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 /// Why an address cannot be listened on.
-pub struct BindProblem {
+pub(crate) struct BindProblem {
     /// The address.
     pub addr: SocketAddr,
     /// The config key that names it.
@@ -17,12 +17,12 @@ pub struct BindProblem {
 impl BindProblem {
     /// True when something already listens there, which is expected when `check` runs beside
     /// a running edgeproxy.
-    pub fn in_use(&self) -> bool {
+    pub(crate) fn in_use(&self) -> bool {
         self.error.kind() == io::ErrorKind::AddrInUse
     }
 
     /// A message that says how to fix it.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let hint = match self.error.kind() {
             io::ErrorKind::AddrInUse => "another process listens there; stop it or pick another port",
             io::ErrorKind::PermissionDenied => {
@@ -39,7 +39,7 @@ impl BindProblem {
 }
 
 /// Tries to bind each address, then releases it.
-pub fn probe<'a>(
+pub(crate) fn probe<'a>(
     addrs: impl IntoIterator<Item = (&'static str, &'a SocketAddr)>,
 ) -> Vec<BindProblem> {
     addrs

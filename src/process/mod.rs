@@ -2,10 +2,10 @@
 //! (listeners, TLS, services), then what a running process does with signals: reload,
 //! graceful shutdown, and handing its sockets to a successor.
 
-pub mod daemon;
-pub mod listeners;
-pub mod logging;
-pub mod reload;
-pub mod server;
-pub mod shutdown;
-pub mod tls_listener;
+pub(crate) mod daemon;
+pub(crate) mod listeners;
+pub(crate) mod logging;
+pub(crate) mod reload;
+pub(crate) mod server;
+pub(crate) mod shutdown;
+pub(crate) mod tls_listener;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Waits for SIGHUP and reloads.
-pub struct Reloader {
+pub(crate) struct Reloader {
     path: PathBuf,
     live: Arc<LiveSnapshot>,
     metrics: Arc<Metrics>,
@@ -23,7 +23,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// Reloads `path` into `live`, counting in `metrics`.
-    pub fn new(path: PathBuf, live: Arc<LiveSnapshot>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(path: PathBuf, live: Arc<LiveSnapshot>, metrics: Arc<Metrics>) -> Self {
         Self {
             path,
             live,
@@ -32,7 +32,7 @@ impl Reloader {
     }
 
     /// Reads the file again and, if it is valid, puts it in force.
-    pub fn reload(&self) {
+    pub(crate) fn reload(&self) {
         let mut config = match config::load(&self.path) {
             Ok(config) => config,
             Err(e) => {

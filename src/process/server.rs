@@ -46,7 +46,7 @@ const ACCEPT_TASKS_PER_LISTENER: usize = 4;
 /// `path`. With `upgrade`, the listening sockets are taken over from the running edgeproxy
 /// instead of bound. Returns an error, before anything starts, when a listening address
 /// cannot be bound.
-pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
+pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
     prepare_host(&config, upgrade)?;
     let process = config.process.clone();
     let limits = config.server.limits;

@@ -23,7 +23,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Watches the process signals for Pingora's server loop.
-pub struct Signals {
+pub(crate) struct Signals {
     /// The config file, for a successor started on SIGUSR2.
     config: PathBuf,
     upgrade_sock: PathBuf,
@@ -38,7 +38,7 @@ impl Signals {
     /// by `connections`; `phases` is the server's execution phase feed, which says when its
     /// listeners have closed.
     /// `config` and `upgrade_sock` are what a successor started on SIGUSR2 is given.
-    pub fn new(
+    pub(crate) fn new(
         config: PathBuf,
         upgrade_sock: PathBuf,
         inflight: Inflight,

@@ -30,7 +30,10 @@ impl ResolvesServerCert for SnapshotCertificate {
 
 /// Pingora TLS settings for one HTTPS listener: certificates from `live`, and HTTP/2 offered
 /// by ALPN when `http2`.
-pub fn listener_settings(live: Arc<LiveSnapshot>, http2: bool) -> Result<TlsSettings, String> {
+pub(crate) fn listener_settings(
+    live: Arc<LiveSnapshot>,
+    http2: bool,
+) -> Result<TlsSettings, String> {
     let mut settings =
         TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up TLS: {e}"))?;
     settings.set_cert_resolver(Arc::new(SnapshotCertificate { live }));

@@ -5,7 +5,7 @@ use pingora::modules::http::compression::ResponseCompression;
 use pingora::proxy::Session;
 
 /// gzip/brotli/zstd level used for `compress: true` routes: a good ratio for little CPU.
-pub const COMPRESSION_LEVEL: u32 = 6;
+pub(super) const COMPRESSION_LEVEL: u32 = 6;
 
 fn content_type(resp: &ResponseHeader) -> &[u8] {
     resp.headers
@@ -14,12 +14,12 @@ fn content_type(resp: &ResponseHeader) -> &[u8] {
 }
 
 /// An event stream: never held back, never compressed, whatever the route says.
-pub fn is_event_stream(resp: &ResponseHeader) -> bool {
+pub(super) fn is_event_stream(resp: &ResponseHeader) -> bool {
     content_type(resp).starts_with(b"text/event-stream")
 }
 
 /// Text that compresses well; images, video and archives are compressed already.
-pub fn is_compressible(resp: &ResponseHeader) -> bool {
+pub(super) fn is_compressible(resp: &ResponseHeader) -> bool {
     let ct = content_type(resp);
     let essence = ct
         .split(|&b| b == b';')
@@ -39,7 +39,7 @@ pub fn is_compressible(resp: &ResponseHeader) -> bool {
 }
 
 /// Sets the response compression level for this request; 0 turns it off.
-pub fn set_compression(session: &mut Session, level: u32) {
+pub(super) fn set_compression(session: &mut Session, level: u32) {
     if let Some(compression) = session
         .downstream_modules_ctx
         .get_mut::<ResponseCompression>()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Per-request state.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     pub(super) started: Instant,
     pub(super) started_at: SystemTime,
     /// A request to `server.health_path`, answered and not logged.

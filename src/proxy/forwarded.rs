@@ -21,7 +21,7 @@ const HTTPS: HeaderValue = HeaderValue::from_static("https");
 /// Sets the forwarding headers on a request about to go upstream. `X-Forwarded-For` gets the
 /// peer appended to the chain when the peer is a trusted proxy (HAProxy's `option
 /// forwardfor`), and is the peer alone otherwise, so that a client cannot forge the chain.
-pub fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Result<()> {
+pub(super) fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Result<()> {
     for name in &PROXY_ONLY {
         req.remove_header(name);
     }

@@ -14,7 +14,7 @@ mod respond;
 mod retry;
 mod upstream;
 
-pub use ctx::RequestCtx;
+pub(crate) use ctx::RequestCtx;
 
 use crate::access_log::AccessLog;
 use crate::cache::{self, ResponseCache};
@@ -30,7 +30,7 @@ use pingora::proxy::FailToProxy;
 use std::sync::Arc;
 
 /// The proxy service's logic.
-pub struct EdgeProxy {
+pub(crate) struct EdgeProxy {
     live: Arc<LiveSnapshot>,
     inflight: Inflight,
     cache: ResponseCache,
@@ -43,7 +43,7 @@ pub struct EdgeProxy {
 impl EdgeProxy {
     /// A proxy serving the snapshot in force, counting its requests in `inflight`, logging
     /// them to `access_log`.
-    pub fn new(live: Arc<LiveSnapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
+    pub(crate) fn new(live: Arc<LiveSnapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
         let snapshot = live.load();
         let config = &snapshot.config;
         let cache = ResponseCache::new(config.process.cache.max_size);

@@ -6,7 +6,7 @@ use pingora::http::RequestHeader;
 
 /// The `https://` URL of the same resource on `port`, from the Host the client asked for;
 /// None when the request names no usable host.
-pub fn https_location(req: &RequestHeader, port: u16) -> Option<String> {
+pub(super) fn https_location(req: &RequestHeader, port: u16) -> Option<String> {
     let host = match req.headers.get(http::header::HOST) {
         // Only host and port characters: the value goes into a Location header.
         Some(value) if value.as_bytes().iter().all(|&b| is_host_byte(b)) => {
@@ -33,7 +33,7 @@ fn is_host_byte(b: u8) -> bool {
 
 /// 301 for GET and HEAD, as nginx answers; 308 for the rest, which tells the client to send
 /// the same method and body again (a 301 lets it turn a POST into a GET).
-pub fn status(method: &Method) -> u16 {
+pub(super) fn status(method: &Method) -> u16 {
     if method == Method::GET || method == Method::HEAD {
         301
     } else {

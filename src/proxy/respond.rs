@@ -8,12 +8,15 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 /// Writes a complete plain-text response (headers only for HEAD).
-pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
+pub(super) async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
     write(session, ResponseHeader::build(status, Some(4))?, body).await
 }
 
 /// Writes `429 Too Many Requests`, saying when to come back.
-pub async fn too_many_requests(session: &mut Session, retry_after_seconds: u64) -> Result<()> {
+pub(super) async fn too_many_requests(
+    session: &mut Session,
+    retry_after_seconds: u64,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(429, Some(5))?;
     resp.insert_header("retry-after", retry_after_seconds)?;
     let body = format!("429 Too Many Requests: retry in {retry_after_seconds} s\n");
@@ -22,7 +25,7 @@ pub async fn too_many_requests(session: &mut Session, retry_after_seconds: u64) 
 
 /// Writes `405 Method Not Allowed` to a CONNECT request and closes the connection after it:
 /// a client that meant to tunnel may already be sending the tunnel's bytes.
-pub async fn connect_refused(session: &mut Session) -> Result<()> {
+pub(super) async fn connect_refused(session: &mut Session) -> Result<()> {
     session.set_keepalive(None);
     let mut resp = ResponseHeader::build(405, Some(5))?;
     resp.insert_header("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")?;
@@ -31,7 +34,7 @@ pub async fn connect_refused(session: &mut Session) -> Result<()> {
 }
 
 /// Writes a redirect to `location`.
-pub async fn redirect(session: &mut Session, status: u16, location: String) -> Result<()> {
+pub(super) async fn redirect(session: &mut Session, status: u16, location: String) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
     let body = format!("Moved to {location}\n");
     resp.insert_header("location", location)?;

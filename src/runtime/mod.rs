@@ -1,5 +1,5 @@
 //! What requests read: the immutable snapshot built from a config (router, pools, metric
 //! children, rate limiters), and the live one, swapped atomically on reload.
 
-pub mod router;
-pub mod snapshot;
+pub(crate) mod router;
+pub(crate) mod snapshot;

@@ -6,7 +6,7 @@ use crate::config::Route;
 /// before the ones that match any host. The first route that matches wins, which is the
 /// longest matching prefix, as in nginx's prefix `location`s.
 #[derive(Debug, Clone)]
-pub struct Router {
+pub(crate) struct Router {
     entries: Vec<Entry>,
 }
 
@@ -19,7 +19,7 @@ struct Entry {
 
 impl Router {
     /// Builds the match order from the configured routes.
-    pub fn new(routes: &[Route]) -> Self {
+    pub(crate) fn new(routes: &[Route]) -> Self {
         let mut entries: Vec<Entry> = routes
             .iter()
             .enumerate()
@@ -40,7 +40,7 @@ impl Router {
 
     /// The index of the route for a request, given its `Host` (port allowed) and its path
     /// without the query string.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
+    pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(host_without_port);
         self.entries
             .iter()

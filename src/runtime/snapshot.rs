@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Everything the request path needs, prepared once per config.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The validated config.
     pub config: Config,
     /// Route lookup: [`Router::find`] gives the index of a route in `routes`.
@@ -33,7 +33,7 @@ pub struct Snapshot {
 }
 
 /// One route and what the request path needs of it.
-pub struct RouteState {
+pub(crate) struct RouteState {
     /// The route as configured.
     pub route: Route,
     /// The pool of its upstream.
@@ -45,7 +45,7 @@ pub struct RouteState {
 }
 
 /// Counters of requests stopped by a route's limit.
-pub struct RequestLimitCounters {
+pub(crate) struct RequestLimitCounters {
     /// `limit="rate_limit"`
     pub rate_limit: IntCounter,
     /// `limit="max_body"`
@@ -56,7 +56,7 @@ impl Snapshot {
     /// Prepares the router, the server pools and their metric children. Servers that were in
     /// `previous` under the same upstream and `addr` keep their live state (health, failures,
     /// requests in flight).
-    pub fn new(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
+    pub(crate) fn new(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
         let pools: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
@@ -120,14 +120,14 @@ fn rate_limiter(route: &Route, previous: Option<&Snapshot>) -> Option<Arc<RateLi
 
 /// The snapshot new requests get, replaced whole by a reload; background work watches for
 /// replacements to follow them.
-pub struct LiveSnapshot {
+pub(crate) struct LiveSnapshot {
     current: ArcSwap<Snapshot>,
     generation: watch::Sender<u64>,
 }
 
 impl LiveSnapshot {
     /// Starts with `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Self {
+    pub(crate) fn new(snapshot: Snapshot) -> Self {
         Self {
             current: ArcSwap::from_pointee(snapshot),
             generation: watch::Sender::new(0),
@@ -135,25 +135,25 @@ impl LiveSnapshot {
     }
 
     /// The snapshot now in force.
-    pub fn load(&self) -> Arc<Snapshot> {
+    pub(crate) fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// Publishes `snapshot` for new requests and tells the watchers.
-    pub fn store(&self, snapshot: Snapshot) {
+    pub(crate) fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
         self.generation.send_modify(|g| *g += 1);
     }
 
     /// A receiver that changes on each [`LiveSnapshot::store`].
-    pub fn watch(&self) -> watch::Receiver<u64> {
+    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
 }
 
 /// Runs `spawn`'s tasks for the snapshot in force, again for each new one, until shutdown:
 /// background work (probes, name lookups) always follows the config that requests use.
-pub async fn per_snapshot<F>(live: &LiveSnapshot, mut shutdown: ShutdownWatch, spawn: F)
+pub(crate) async fn per_snapshot<F>(live: &LiveSnapshot, mut shutdown: ShutdownWatch, spawn: F)
 where
     F: Fn(&Arc<Snapshot>, &mut JoinSet<()>),
 {

@@ -5,24 +5,24 @@ use std::sync::Arc;
 
 /// A shared count of requests being served.
 #[derive(Debug, Clone, Default)]
-pub struct Inflight(Arc<AtomicUsize>);
+pub(crate) struct Inflight(Arc<AtomicUsize>);
 
 impl Inflight {
     /// Counts one request until the returned guard is dropped.
-    pub fn enter(&self) -> InflightGuard {
+    pub(crate) fn enter(&self) -> InflightGuard {
         self.0.fetch_add(1, Ordering::Relaxed);
         InflightGuard(Arc::clone(&self.0))
     }
 
     /// Requests being served now.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Releases its request's count when dropped, on every path out of a request, errors included.
 #[derive(Debug)]
-pub struct InflightGuard(Arc<AtomicUsize>);
+pub(crate) struct InflightGuard(Arc<AtomicUsize>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {

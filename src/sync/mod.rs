@@ -1,3 +1,3 @@
 //! Counting shared by the layers above: requests in flight, per server and in all.
 
-pub mod inflight;
+pub(crate) mod inflight;

@@ -2,12 +2,14 @@
 //! `GET /`, `GET /health`, `POST /models`, `GET /events` (SSE), `GET /echo`, `GET /slow?ms=N`,
 //! `GET /status/CODE`. The quickstart, the tests and the Docker demo run it.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod app;
 mod models;
 
 use app::DemoApp;
 use clap::Parser;
-use edgeproxy::config::values::DurationValue;
+use edgeproxy::DurationValue;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;

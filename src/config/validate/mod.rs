@@ -18,13 +18,10 @@ use std::time::Duration;
 use upstream::upstream_settings;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
-pub fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
+pub(super) fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
     let (mut process, server) = server_settings(file.server)?;
     let metrics = file.metrics.map(|m| {
-        process.metrics_listen = Some(m.listen.map_or_else(
-            || DEFAULT_METRICS_LISTEN.parse().expect("constant address"),
-            |l| l.0,
-        ));
+        process.metrics_listen = Some(m.listen.map_or(DEFAULT_METRICS_LISTEN, |l| l.0));
         MetricsSettings {
             allow: m.allow.unwrap_or_default(),
         }

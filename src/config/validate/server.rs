@@ -24,7 +24,7 @@ pub(super) fn server_settings(
     let limits = client_limits(&file)?;
     let listen: Vec<SocketAddr> = match file.listen {
         Some(list) => list.into_iter().map(|a| a.0).collect(),
-        None => vec![DEFAULT_LISTEN.parse().expect("constant address")],
+        None => vec![DEFAULT_LISTEN],
     };
     if listen.is_empty() && file.tls.is_none() {
         return Err(ConfigError::at_key(
