@@ -1,5 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
+use crate::net::client::peer_ip;
 use crate::net::Cidr;
 use crate::runtime::snapshot::LiveSnapshot;
 use async_trait::async_trait;
@@ -83,10 +84,7 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = peer_ip(session.client_addr());
         let allowed = self.live.load().config.metrics.as_ref().is_none_or(|m| {
             m.allow.is_empty() || client.is_some_and(|ip| Cidr::any_contains(&m.allow, ip))
         });

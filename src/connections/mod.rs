@@ -17,6 +17,7 @@ pub(crate) mod deadline;
 
 use crate::limits::per_ip::PerIp;
 use crate::metrics::handles::GaugeGuard;
+use crate::net::client::peer_ip;
 use crate::runtime::snapshot::LiveSnapshot;
 use crate::sync::inflight::Inflight;
 use async_trait::async_trait;
@@ -142,9 +143,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
             connections.limited.max_connections.inc();
             return refuse(stream).await;
         }
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let digest = stream.get_socket_digest();
+        let peer = peer_ip(digest.as_ref().and_then(|d| d.peer_addr()));
         let _per_ip = match (peer, limits.max_connections_per_ip) {
             (Some(ip), Some(limit)) => match connections.per_ip.enter(ip.to_canonical(), limit) {
                 Some(guard) => Some(guard),

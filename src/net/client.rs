@@ -7,6 +7,7 @@
 
 use crate::net::Cidr;
 use http::HeaderValue;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use std::net::IpAddr;
 
 /// The client of a request, as far as the proxy can tell. Both addresses are in canonical
@@ -60,6 +61,12 @@ impl Client {
             via_trusted_proxy: true,
         }
     }
+}
+
+/// The IP address of a connection's peer; `None` for a Unix socket or an unknown peer.
+pub(crate) fn peer_ip(addr: Option<&PeerAddr>) -> Option<IpAddr> {
+    addr.and_then(PeerAddr::as_inet)
+        .map(std::net::SocketAddr::ip)
 }
 
 #[cfg(test)]

@@ -5,13 +5,12 @@
 use super::ctx::RequestCtx;
 use super::{content, redirect, respond};
 use crate::connections::deadline::RequestClock;
-use crate::net::client::Client;
+use crate::net::client::{peer_ip, Client};
 use crate::net::{framing, target};
 use http::header::HOST;
 use http::Method;
 use pingora::prelude::*;
 use pingora::ErrorType;
-use std::net::IpAddr;
 use std::time::Instant;
 
 /// An error answered with `status` and `reason` by the proxy's error page.
@@ -39,7 +38,7 @@ pub(super) fn check_and_route(session: &mut Session, ctx: &mut RequestCtx) -> Re
         session.set_keepalive(Some(server.limits.keepalive_timeout.as_secs()));
     }
     // Known before any check, so that the access log names whoever was refused.
-    ctx.client = peer_ip(session).map(|peer| {
+    ctx.client = peer_ip(session.client_addr()).map(|peer| {
         let forwarded_for = session.req_header().headers.get_all("x-forwarded-for");
         Client::identify(peer, forwarded_for.iter(), &server.trusted_proxies)
     });
@@ -136,13 +135,6 @@ fn redirect_port(ctx: &RequestCtx) -> Option<u16> {
         .as_ref()
         .filter(|t| t.redirect_http_to_https && !ctx.https)
         .map(|_| config.https_redirect_port())
-}
-
-fn peer_ip(session: &Session) -> Option<IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
 }
 
 fn content_length(req: &RequestHeader) -> Option<u64> {
