@@ -3,8 +3,10 @@
 
 use crate::access_log;
 use crate::config::{self, AccessLogTarget, Config, NameLookup};
+use crate::process::error::StartError;
 use crate::process::listeners;
 use clap::{Parser, Subcommand};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -100,13 +102,18 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn background(cli: &Cli, config: &Config) -> Result<u32, String> {
-    let pid_file =
-        config.process.pid_file.as_ref().ok_or(
-            "-d needs server.pid_file, which is how the background process is found; set it",
-        )?;
+fn background(cli: &Cli, config: &Config) -> Result<u32, StartError> {
+    let pid_file = config
+        .process
+        .pid_file
+        .as_ref()
+        .ok_or(StartError::NoPidFile)?;
     // The child reads the file from its own working directory, which is this one.
-    crate::process::daemon::start_in_background(&cli.config, cli.upgrade, pid_file)
+    Ok(crate::process::daemon::start_in_background(
+        &cli.config,
+        cli.upgrade,
+        pid_file,
+    )?)
 }
 
 /// Reports on a parsed config: listeners that cannot be bound are errors, except those in use,
@@ -167,62 +174,93 @@ fn valid(path: &std::path::Path, config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Why `edgeproxy reload` did not signal the running process.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(
+        "server.pid_file is not set, so the running process cannot be found; set it, or send \
+         SIGHUP to the process yourself"
+    )]
+    NoPidFile,
+    #[error("server.pid_file: cannot read {}: {source}; is edgeproxy running?", path.display())]
+    UnreadablePidFile { path: PathBuf, source: io::Error },
+    #[error("{} does not hold a process id", path.display())]
+    NoPid { path: PathBuf },
+    #[error("process {pid} from {} is not a running edgeproxy; the pid file is stale", path.display())]
+    Stale { pid: i32, path: PathBuf },
+    #[error(
+        "cannot tell which program process {pid} runs (/proc/{pid}/exe: {source}); run this as \
+         the proxy's user or as root"
+    )]
+    UnknownProgram { pid: i32, source: io::Error },
+    #[error("cannot read process {pid}'s {what}: {source}")]
+    UnreadableProcess {
+        pid: i32,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot read process {pid}'s command line as edgeproxy's")]
+    ForeignCommandLine { pid: i32 },
+    #[error(
+        "process {pid} runs with {}, and a reload makes it read that file again, not this one; \
+         write the change to {} (this file was only checked)",
+        theirs.display(),
+        theirs.display()
+    )]
+    OtherFile { pid: i32, theirs: PathBuf },
+    #[error("cannot signal process {pid}: {source}")]
+    Signal { pid: i32, source: io::Error },
+}
+
 /// Sends SIGHUP to the process named by `server.pid_file`, once sure it is an edgeproxy
 /// running on this same file: a stale pid file may name some other process by now, and a
 /// process started with another file would re-read that one, not the file just checked.
-fn signal_reload(config: &Config, path: &Path) -> Result<i32, String> {
-    let pid_file = config.process.pid_file.as_ref().ok_or(
-        "server.pid_file is not set, so the running process cannot be found; set it, or send SIGHUP to the process yourself",
-    )?;
-    let text = std::fs::read_to_string(pid_file).map_err(|e| {
-        format!(
-            "server.pid_file: cannot read {}: {e}; is edgeproxy running?",
-            pid_file.display()
-        )
-    })?;
+fn signal_reload(config: &Config, path: &Path) -> Result<i32, ReloadError> {
+    let pid_file = config
+        .process
+        .pid_file
+        .as_ref()
+        .ok_or(ReloadError::NoPidFile)?;
+    let text =
+        std::fs::read_to_string(pid_file).map_err(|source| ReloadError::UnreadablePidFile {
+            path: pid_file.clone(),
+            source,
+        })?;
     let pid: i32 = text
         .trim()
         .parse()
         .ok()
         .filter(|pid| *pid > 0)
-        .ok_or_else(|| format!("{} does not hold a process id", pid_file.display()))?;
+        .ok_or_else(|| ReloadError::NoPid {
+            path: pid_file.clone(),
+        })?;
     if !runs_edgeproxy(pid)? {
-        return Err(format!(
-            "process {pid} from {} is not a running edgeproxy; the pid file is stale",
-            pid_file.display()
-        ));
+        return Err(ReloadError::Stale {
+            pid,
+            path: pid_file.clone(),
+        });
     }
     let theirs = config_of(pid)?;
     if !same_file(&theirs, path) {
-        return Err(format!(
-            "process {pid} runs with {}, and a reload makes it read that file again, not this \
-             one; write the change to {} (this file was only checked)",
-            theirs.display(),
-            theirs.display()
-        ));
+        return Err(ReloadError::OtherFile { pid, theirs });
     }
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        return Err(format!(
-            "cannot signal process {pid}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(ReloadError::Signal {
+            pid,
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(pid)
 }
 
 /// Whether process `pid` runs a program of this one's file name. Its command line is no proof:
 /// `tail -f edgeproxy.log` or `vim edgeproxy.yaml` mention edgeproxy too.
-fn runs_edgeproxy(pid: i32) -> Result<bool, String> {
+fn runs_edgeproxy(pid: i32) -> Result<bool, ReloadError> {
     let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
         Ok(exe) => exe,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => {
-            return Err(format!(
-                "cannot tell which program process {pid} runs (/proc/{pid}/exe: {e}); run this \
-                 as the proxy's user or as root"
-            ))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(ReloadError::UnknownProgram { pid, source }),
     };
     // An upgraded binary leaves the running one's link as "<path> (deleted)".
     let name = |path: &Path| {
@@ -241,22 +279,22 @@ fn runs_edgeproxy(pid: i32) -> Result<bool, String> {
 
 /// The config file process `pid` (an edgeproxy) was started with, read from its command line
 /// as this command line is read, relative paths taken from its working directory.
-fn config_of(pid: i32) -> Result<PathBuf, String> {
-    let unreadable =
-        |what: &str, e: std::io::Error| format!("cannot read process {pid}'s {what}: {e}");
+fn config_of(pid: i32) -> Result<PathBuf, ReloadError> {
+    let unreadable = |what: &'static str| {
+        move |source: io::Error| ReloadError::UnreadableProcess { pid, what, source }
+    };
     let cmdline =
-        std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| unreadable("command line", e))?;
+        std::fs::read(format!("/proc/{pid}/cmdline")).map_err(unreadable("command line"))?;
     let args = cmdline
         .split(|&b| b == 0)
         .filter(|arg| !arg.is_empty())
         .map(|arg| std::ffi::OsString::from(String::from_utf8_lossy(arg).into_owned()));
-    let cli = Cli::try_parse_from(args)
-        .map_err(|_| format!("cannot read process {pid}'s command line as edgeproxy's"))?;
+    let cli = Cli::try_parse_from(args).map_err(|_| ReloadError::ForeignCommandLine { pid })?;
     if cli.config.is_absolute() {
         return Ok(cli.config);
     }
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .map_err(|e| unreadable("working directory", e))?;
+    let cwd =
+        std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(unreadable("working directory"))?;
     Ok(cwd.join(cli.config))
 }
 

@@ -70,10 +70,10 @@ impl ActiveHealth {
     }
 
     /// Records what the last probe found.
-    pub(crate) fn set_last_probe(&self, result: &Result<(), String>) {
+    pub(crate) fn set_last_probe(&self, result: &Result<(), impl std::fmt::Display>) {
         let text = match result {
             Ok(()) => "ok".to_string(),
-            Err(why) => why.clone(),
+            Err(why) => why.to_string(),
         };
         *self.last_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
     }

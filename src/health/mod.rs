@@ -100,12 +100,16 @@ async fn check_server(pool: Arc<Pool>, server: usize) {
                 check.rise
             )
         }
-        Some(false) => log::info!(
-            "upstream {}: server {} is down: {}",
-            pool.name(),
-            server.config.addr,
-            result.err().unwrap_or_default()
-        ),
+        // Only a failed probe takes a server down.
+        Some(false) => {
+            if let Err(why) = &result {
+                log::info!(
+                    "upstream {}: server {} is down: {why}",
+                    pool.name(),
+                    server.config.addr,
+                );
+            }
+        }
         None => {}
     }
 }

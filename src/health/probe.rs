@@ -12,10 +12,52 @@ const MAX_STATUS_LINE: usize = 1024;
 /// Why a probe did not pass, for the log.
 pub(super) enum Failed {
     /// The server refused, did not answer in time, or answered wrongly.
-    Server(String),
+    Server(ProbeError),
     /// This host could not open a socket for the probe (file descriptors, memory or local
     /// ports used up), so it says nothing about the server.
-    Local(String),
+    Local(ProbeError),
+}
+
+/// What went wrong in one probe; its text is what the log and the status page show.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProbeError {
+    /// No answer, or no whole status line, within the check's timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The TCP connection was not opened.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// The request could not be written.
+    #[error("send: {0}")]
+    Send(std::io::Error),
+    /// The answer could not be read.
+    #[error("read: {0}")]
+    Read(std::io::Error),
+    /// More than [`MAX_STATUS_LINE`] bytes came with no line end.
+    #[error("status line too long")]
+    StatusLineTooLong,
+    /// The server closed before a whole status line.
+    #[error("connection closed before a status line")]
+    ClosedEarly,
+    /// The first line is not `HTTP/1.x NNN`.
+    #[error("not an HTTP response")]
+    NotHttp,
+    /// An answer, with a status the check does not accept.
+    #[error("status {status}, expected {}", expected_text(expected))]
+    Status {
+        /// The status received.
+        status: u16,
+        /// The statuses the check accepts; empty for any 2xx.
+        expected: Vec<u16>,
+    },
+}
+
+fn expected_text(expected: &[u16]) -> String {
+    if expected.is_empty() {
+        "2xx".to_string()
+    } else {
+        format!("one of {expected:?}")
+    }
 }
 
 /// Probes `addr`.
@@ -27,7 +69,7 @@ pub(super) async fn run(
 ) -> Result<(), Failed> {
     match tokio::time::timeout(timeout, attempt(probe, addr, default_host)).await {
         Ok(result) => result,
-        Err(_) => Err(Failed::Server(format!("no answer within {timeout:?}"))),
+        Err(_) => Err(Failed::Server(ProbeError::Timeout(timeout))),
     }
 }
 
@@ -39,12 +81,12 @@ async fn attempt(probe: &Probe, addr: SocketAddr, default_host: &str) -> Result<
 }
 
 fn connect_failed(e: std::io::Error) -> Failed {
-    let why = format!("connect: {e}");
     let local = e.kind() == std::io::ErrorKind::AddrNotAvailable
         || matches!(
             e.raw_os_error(),
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
         );
+    let why = ProbeError::Connect(e);
     if local {
         Failed::Local(why)
     } else {
@@ -54,7 +96,11 @@ fn connect_failed(e: std::io::Error) -> Failed {
 
 /// Sends an HTTP probe's request on `stream` and judges the answer; a TCP probe has passed
 /// once connected.
-async fn exchange(probe: &Probe, mut stream: TcpStream, default_host: &str) -> Result<(), String> {
+async fn exchange(
+    probe: &Probe,
+    mut stream: TcpStream,
+    default_host: &str,
+) -> Result<(), ProbeError> {
     let Probe::Http {
         path,
         host,
@@ -70,7 +116,7 @@ async fn exchange(probe: &Probe, mut stream: TcpStream, default_host: &str) -> R
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(ProbeError::Send)?;
     let status = read_status(&mut stream).await?;
     let expected = if expect_status.is_empty() {
         (200..300).contains(&status)
@@ -79,32 +125,28 @@ async fn exchange(probe: &Probe, mut stream: TcpStream, default_host: &str) -> R
     };
     if expected {
         Ok(())
-    } else if expect_status.is_empty() {
-        Err(format!("status {status}, expected 2xx"))
     } else {
-        Err(format!(
-            "status {status}, expected one of {expect_status:?}"
-        ))
+        Err(ProbeError::Status {
+            status,
+            expected: expect_status.clone(),
+        })
     }
 }
 
-async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
+async fn read_status(stream: &mut TcpStream) -> Result<u16, ProbeError> {
     let mut buf = Vec::with_capacity(128);
     let mut chunk = [0u8; 256];
     while !buf.windows(2).any(|w| w == b"\r\n") {
         if buf.len() > MAX_STATUS_LINE {
-            return Err("status line too long".to_string());
+            return Err(ProbeError::StatusLineTooLong);
         }
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let n = stream.read(&mut chunk).await.map_err(ProbeError::Read)?;
         if n == 0 {
-            return Err("connection closed before a status line".to_string());
+            return Err(ProbeError::ClosedEarly);
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    parse_status(&buf).ok_or_else(|| "not an HTTP response".to_string())
+    parse_status(&buf).ok_or(ProbeError::NotHttp)
 }
 
 /// The code of `HTTP/1.x NNN …`.

@@ -6,17 +6,55 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a new process may take to reach the point waited for.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
 
+/// Why a new process did not take its place.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    /// This process cannot tell which file it was started from.
+    #[error("cannot find this binary: {0}")]
+    NoBinary(std::io::Error),
+    /// The binary could not be started.
+    #[error("cannot start {}: {source}", exe.display())]
+    Start {
+        /// The binary.
+        exe: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The new process exited first; it printed its own error.
+    #[error("the new process exited ({status}) before it {waited_for}; its error is above")]
+    Exited {
+        /// How it exited.
+        status: ExitStatus,
+        /// What it was waited for to do.
+        waited_for: &'static str,
+    },
+    /// The new process took longer than [`START_TIMEOUT`], and was stopped.
+    #[error("the new process did not {waited_for} within {START_TIMEOUT:?}; stopped it")]
+    TimedOut {
+        /// What it was waited for to do.
+        waited_for: &'static str,
+    },
+    /// A socket left by an earlier upgrade cannot be removed.
+    #[error("cannot remove {}: {source}", path.display())]
+    StaleSocket {
+        /// The socket.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+}
+
 /// The binary at the path this process was started from: after a package upgrade replaced
 /// the file, that is the new binary (Linux names the running, replaced one `… (deleted)`).
-pub(crate) fn installed_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+fn installed_binary() -> Result<PathBuf, SpawnError> {
+    let exe = std::env::current_exe().map_err(SpawnError::NoBinary)?;
     let text = exe.to_string_lossy();
     Ok(match text.strip_suffix(" (deleted)") {
         Some(path) => PathBuf::from(path),
@@ -26,7 +64,7 @@ pub(crate) fn installed_binary() -> Result<PathBuf, String> {
 
 /// Starts `edgeproxy [-u] -c config` in its own session, with no standard input and this
 /// process's standard output and error (the journal, under systemd).
-fn spawn(exe: &Path, config: &Path, upgrade: bool) -> Result<Child, String> {
+fn spawn(exe: &Path, config: &Path, upgrade: bool) -> Result<Child, SpawnError> {
     let mut command = Command::new(exe);
     if upgrade {
         command.arg("-u");
@@ -40,28 +78,29 @@ fn spawn(exe: &Path, config: &Path, upgrade: bool) -> Result<Child, String> {
             Ok(())
         });
     }
-    command
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", exe.display()))
+    command.spawn().map_err(|source| SpawnError::Start {
+        exe: exe.to_path_buf(),
+        source,
+    })
 }
 
 /// Polls `ready` until it holds, failing if `child` exits first or [`START_TIMEOUT`] passes.
-fn wait_for(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+fn wait_for(
+    child: &mut Child,
+    waited_for: &'static str,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), SpawnError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if ready() {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "the new process exited ({status}) before it {what}; its error is above"
-            ));
+            return Err(SpawnError::Exited { status, waited_for });
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            return Err(format!(
-                "the new process did not {what} within {START_TIMEOUT:?}; stopped it"
-            ));
+            return Err(SpawnError::TimedOut { waited_for });
         }
         std::thread::sleep(POLL);
     }
@@ -73,7 +112,7 @@ pub(crate) fn start_in_background(
     config: &Path,
     upgrade: bool,
     pid_file: &Path,
-) -> Result<u32, String> {
+) -> Result<u32, SpawnError> {
     let exe = installed_binary()?;
     let mut child = spawn(&exe, config, upgrade)?;
     let pid = child.id();
@@ -85,13 +124,18 @@ pub(crate) fn start_in_background(
 
 /// SIGUSR2: starts the installed binary with `-u` and returns its pid once it waits for the
 /// listening sockets on `upgrade_sock`; the caller then hands them over.
-pub(crate) fn start_successor(config: &Path, upgrade_sock: &Path) -> Result<u32, String> {
+pub(crate) fn start_successor(config: &Path, upgrade_sock: &Path) -> Result<u32, SpawnError> {
     let exe = installed_binary()?;
     // A socket left by an earlier upgrade would look like the new process waiting.
     match std::fs::remove_file(upgrade_sock) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot remove {}: {e}", upgrade_sock.display())),
+        Err(source) => {
+            return Err(SpawnError::StaleSocket {
+                path: upgrade_sock.to_path_buf(),
+                source,
+            })
+        }
     }
     let mut child = spawn(&exe, config, true)?;
     wait_for(&mut child, "waited for the sockets", || {

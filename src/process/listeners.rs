@@ -5,6 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 /// Why an address cannot be listened on.
+#[derive(Debug)]
 pub(crate) struct BindProblem {
     /// The address.
     pub addr: SocketAddr,

@@ -3,6 +3,7 @@
 //! graceful shutdown, and handing its sockets to a successor.
 
 pub(crate) mod daemon;
+pub(crate) mod error;
 pub(crate) mod listeners;
 pub(crate) mod logging;
 pub(crate) mod reload;

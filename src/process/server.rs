@@ -6,6 +6,7 @@ use crate::config::{Config, ProcessSettings};
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
 use crate::metrics::Metrics;
+use crate::process::error::StartError;
 use crate::process::listeners;
 use crate::process::reload::Reloader;
 use crate::process::shutdown::Signals;
@@ -46,25 +47,25 @@ const ACCEPT_TASKS_PER_LISTENER: usize = 4;
 /// `path`. With `upgrade`, the listening sockets are taken over from the running edgeproxy
 /// instead of bound. Returns an error, before anything starts, when a listening address
 /// cannot be bound.
-pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), String> {
+pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError> {
     prepare_host(&config, upgrade)?;
     let process = config.process.clone();
     let limits = config.server.limits;
     let mut server = pingora_server(&process, limits.max_connections, upgrade);
 
     let inflight = Inflight::default();
-    let metrics = Arc::new(Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?);
+    let metrics = Arc::new(Metrics::new()?);
     if let Some(warning) = config.metrics_exposure_warning() {
         log::warn!("{warning}");
     }
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
-    admin::watch(&metrics, Arc::clone(&live)).map_err(|e| format!("cannot set up metrics: {e}"))?;
+    admin::watch(&metrics, Arc::clone(&live))?;
     if let Some(listen) = process.metrics_listen {
         server.add_service(admin::service(&metrics, listen, Arc::clone(&live)));
     }
     add_background_services(&mut server, path, &live, &metrics);
     let access_log = AccessLog::open(&process.access_log, process.access_log_format)
-        .map_err(|e| format!("server.access_log: cannot open {e}"))?;
+        .map_err(StartError::AccessLog)?;
     let mut app = http_proxy(
         &server.configuration,
         EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
@@ -97,16 +98,20 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Stri
 
 /// What start-up needs of the host before Pingora starts: the listening addresses free
 /// (unless they are taken over), the pid file written, descriptors for every connection.
-fn prepare_host(config: &Config, upgrade: bool) -> Result<(), String> {
+fn prepare_host(config: &Config, upgrade: bool) -> Result<(), StartError> {
     if !upgrade {
         let problems = listeners::probe(config.process.listeners());
-        if let Some(problem) = problems.first() {
-            return Err(problem.describe());
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(StartError::Listen(problem));
         }
     }
     if let Some(pid_file) = &config.process.pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("server.pid_file: cannot write {}: {e}", pid_file.display()))?;
+        std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|source| {
+            StartError::PidFile {
+                path: pid_file.clone(),
+                source,
+            }
+        })?;
     }
     raise_fd_limit(config.server.limits.max_connections);
     // SAFETY: geteuid has no preconditions.
@@ -187,7 +192,7 @@ fn add_listeners<A>(
     proxy: &mut Service<A>,
     process: &ProcessSettings,
     live: &Arc<LiveSnapshot>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, StartError> {
     for addr in &process.listen {
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())
@@ -201,7 +206,8 @@ fn add_listeners<A>(
         .collect();
     if let Some(https) = &process.https {
         for addr in &https.listen {
-            let tls = tls_listener::listener_settings(Arc::clone(live), https.http2)?;
+            let tls = tls_listener::listener_settings(Arc::clone(live), https.http2)
+                .map_err(StartError::Tls)?;
             proxy.add_tls_with_settings(&addr.to_string(), None, tls);
             listening.push(format!("https://{addr}"));
         }

@@ -116,16 +116,16 @@ impl Signals {
         let (config, sock) = (self.config.clone(), self.upgrade_sock.clone());
         let started =
             tokio::task::spawn_blocking(move || daemon::start_successor(&config, &sock)).await;
-        match started.unwrap_or_else(|e| Err(e.to_string())) {
-            Ok(pid) => {
+        let failure: Box<dyn std::fmt::Display> = match started {
+            Ok(Ok(pid)) => {
                 log::info!("process {pid} waits for the sockets; handing them over");
-                true
+                return true;
             }
-            Err(e) => {
-                log::error!("upgrade abandoned, this process serves on: {e}");
-                false
-            }
-        }
+            Ok(Err(e)) => Box::new(e),
+            Err(e) => Box::new(e),
+        };
+        log::error!("upgrade abandoned, this process serves on: {failure}");
+        false
     }
 }
 

@@ -33,9 +33,8 @@ impl ResolvesServerCert for SnapshotCertificate {
 pub(crate) fn listener_settings(
     live: Arc<LiveSnapshot>,
     http2: bool,
-) -> Result<TlsSettings, String> {
-    let mut settings =
-        TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up TLS: {e}"))?;
+) -> pingora::Result<TlsSettings> {
+    let mut settings = TlsSettings::intermediate("", "")?;
     settings.set_cert_resolver(Arc::new(SnapshotCertificate { live }));
     if http2 {
         settings.enable_h2();

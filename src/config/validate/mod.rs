@@ -19,12 +19,14 @@ use upstream::upstream_settings;
 
 /// Turns the parsed file into a [`Config`], or says what is wrong and where.
 pub(super) fn validate(file: FileConfig, names: NameLookup) -> Result<Config, ConfigError> {
-    let (mut process, server) = server_settings(file.server)?;
-    let metrics = file.metrics.map(|m| {
-        process.metrics_listen = Some(m.listen.map_or(DEFAULT_METRICS_LISTEN, |l| l.0));
-        MetricsSettings {
-            allow: m.allow.unwrap_or_default(),
-        }
+    let cache = cache_settings(&file)?;
+    let metrics_listen = file
+        .metrics
+        .as_ref()
+        .map(|m| m.listen.map_or(DEFAULT_METRICS_LISTEN, |l| l.0));
+    let (process, server) = server_settings(file.server, metrics_listen, cache)?;
+    let metrics = file.metrics.map(|m| MetricsSettings {
+        allow: m.allow.unwrap_or_default(),
     });
 
     if file.upstreams.is_empty() {
@@ -40,18 +42,6 @@ pub(super) fn validate(file: FileConfig, names: NameLookup) -> Result<Config, Co
         .collect::<Result<Vec<_>, _>>()?;
 
     let routes = routes(file.routes, &upstreams)?;
-    process.cache = CacheSettings {
-        max_size: file
-            .cache
-            .and_then(|c| c.max_size)
-            .map_or(DEFAULT_CACHE_SIZE, |s| s.0),
-    };
-    if process.cache.max_size < 1 << 20 {
-        return Err(ConfigError::at_key(
-            "cache.max_size",
-            "must be at least 1MiB",
-        ));
-    }
     listeners_apart(&process)?;
     Ok(Config {
         process,
@@ -60,6 +50,22 @@ pub(super) fn validate(file: FileConfig, names: NameLookup) -> Result<Config, Co
         upstreams,
         routes,
     })
+}
+
+/// The `cache:` section.
+fn cache_settings(file: &FileConfig) -> Result<CacheSettings, ConfigError> {
+    let max_size = file
+        .cache
+        .as_ref()
+        .and_then(|c| c.max_size)
+        .map_or(DEFAULT_CACHE_SIZE, |s| s.0);
+    if max_size < 1 << 20 {
+        return Err(ConfigError::at_key(
+            "cache.max_size",
+            "must be at least 1MiB",
+        ));
+    }
+    Ok(CacheSettings { max_size })
 }
 
 /// Each address is listened on for one purpose only.

@@ -2,10 +2,9 @@
 
 use super::{absolute_path, check_path, positive};
 use crate::config::defaults::{
-    DEFAULT_BODY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_HEALTH_PATH, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_HEADER_SIZE, DEFAULT_UPGRADE_SOCK, MAX_HEADER_COUNT,
-    MAX_HEADER_SIZE, MAX_THREADS,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_TIMEOUT, DEFAULT_HEALTH_PATH,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE, DEFAULT_UPGRADE_SOCK, MAX_HEADER_COUNT, MAX_HEADER_SIZE, MAX_THREADS,
 };
 use crate::config::file::{FileServer, FileTls};
 use crate::config::values::ByteSize;
@@ -16,10 +15,12 @@ use crate::config::{
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The `server:` section: its restart-only settings (the cache and the metrics listener are
-/// filled in from their own sections), and those a reload changes.
+/// The `server:` section: its restart-only settings, with the metrics listener and the cache
+/// of their own sections, and those a reload changes.
 pub(super) fn server_settings(
     file: FileServer,
+    metrics_listen: Option<SocketAddr>,
+    cache: CacheSettings,
 ) -> Result<(ProcessSettings, ServerSettings), ConfigError> {
     let limits = client_limits(&file)?;
     let listen: Vec<SocketAddr> = match file.listen {
@@ -86,10 +87,8 @@ pub(super) fn server_settings(
         watch: file.watch,
         preserve_header_case: file.preserve_header_case,
         https,
-        metrics_listen: None,
-        cache: CacheSettings {
-            max_size: DEFAULT_CACHE_SIZE,
-        },
+        metrics_listen,
+        cache,
     };
     let server = ServerSettings {
         health_path,
