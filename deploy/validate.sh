@@ -37,6 +37,16 @@ if [ -n "$out" ]; then
     fail "systemd-analyze verify complained"
 fi
 
+step "systemd-analyze security (every service at most 3.0)"
+# The exposure score systemd gives a unit's sandboxing, 0 (locked down) to 10 (none); the
+# threshold is in tenths.
+for unit in "$units"/*.service; do
+    if ! systemd-analyze security --offline=yes --threshold=30 "$unit" >/dev/null 2>&1; then
+        systemd-analyze security --offline=yes "$unit" 2>&1 | tail -n 1 >&2
+        fail "$(basename "$unit") is exposed above 3.0; sandbox it as edgeproxy.service is"
+    fi
+done
+
 step "terraform"
 tf=deploy/ec2/terraform
 if command -v terraform >/dev/null; then

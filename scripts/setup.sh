@@ -3,8 +3,9 @@
 # zlib-ng and zstd are C libraries built from source) and patch, then prepares the patched
 # Pingora sources (scripts/patch-pingora.sh). With --test, also what checking
 # deploy/ and the tests need: shellcheck, openssl (keys of every format), strace (which
-# thread serves a connection), docker-compose and systemd-analyze from Debian, and the
-# python-hcl2 parser in a virtualenv under target/tools.
+# thread serves a connection), docker-compose and systemd-analyze from Debian, the clients
+# of the conformance tests (ApacheBench, nghttp2's h2load and nghttp), and in a virtualenv
+# under target/tools the python-hcl2 parser and the h2 package (raw HTTP/2 frames).
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ if $test_tools; then
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v ab >/dev/null 2>&1 || missing+=(apache2-utils)
+  command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
@@ -37,9 +40,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust with rustup first" >&2
   exit 1
 fi
-if $test_tools && ! target/tools/venv/bin/python3 -c 'import hcl2' 2>/dev/null; then
-  echo "setup: installing python-hcl2 into target/tools/venv" >&2
+if $test_tools && ! target/tools/venv/bin/python3 -c 'import hcl2, h2' 2>/dev/null; then
+  echo "setup: installing python-hcl2 and h2 into target/tools/venv" >&2
   python3 -m venv target/tools/venv
-  target/tools/venv/bin/pip install -q 'python-hcl2>=7,<9'
+  target/tools/venv/bin/pip install -q 'python-hcl2>=7,<9' 'h2>=4.1,<5'
 fi
 scripts/patch-pingora.sh

@@ -48,10 +48,19 @@ fi
 
 if [ -n "${EDGEPROXY_CONFIG_SSM_PARAMETER:-}" ]; then
     install -m 0755 "$src/deploy/ec2/config-sync.sh" /usr/local/bin/edgeproxy-config-sync
-    install -m 0644 "$src/deploy/ec2/edgeproxy-config-sync.service" /etc/systemd/system/
-    install -m 0644 "$src/deploy/ec2/edgeproxy-config-sync.timer" /etc/systemd/system/
+    for unit in edgeproxy-config-sync.service edgeproxy-config-sync.timer \
+        edgeproxy-config-reload.service edgeproxy-config-reload.path; do
+        install -m 0644 "$src/deploy/ec2/$unit" /etc/systemd/system/
+    done
     install -d -m 0755 /etc/default
     echo "EDGEPROXY_CONFIG_SSM_PARAMETER=$EDGEPROXY_CONFIG_SSM_PARAMETER" >/etc/default/edgeproxy-config-sync
+    # The sync runs as its own user, which owns the config file and nothing else.
+    if ! id edgeproxy-sync >/dev/null 2>&1; then
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin edgeproxy-sync
+    fi
+    chown edgeproxy-sync:edgeproxy-sync /etc/edgeproxy/edgeproxy.yaml
+    chmod 0644 /etc/edgeproxy/edgeproxy.yaml
     systemctl daemon-reload
-    systemctl enable --now edgeproxy-config-sync.timer
+    systemctl enable --now edgeproxy-config-reload.path edgeproxy-config-sync.timer
 fi

@@ -74,6 +74,9 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // Requests sent before the previous answer are answered in order (RFC 9112 §9.3.2),
+        // as nginx and HAProxy do; Pingora otherwise answers the first and closes.
+        session.set_pipelining_enabled(true);
         admission::check_and_route(session, ctx)
     }
 

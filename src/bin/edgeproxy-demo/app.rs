@@ -147,6 +147,7 @@ impl DemoApp {
 
     /// Reads a body of any size and says how many bytes came.
     async fn upload(&self, http: &mut ServerSession) -> pingora::Result<()> {
+        continue_if_expected(http).await?;
         let mut received = 0u64;
         while let Some(chunk) = http.read_request_body().await? {
             received += chunk.len() as u64;
@@ -156,6 +157,7 @@ impl DemoApp {
     }
 
     async fn create_model(&self, http: &mut ServerSession) -> pingora::Result<()> {
+        continue_if_expected(http).await?;
         let mut body = Vec::new();
         while let Some(chunk) = http.read_request_body().await? {
             if body.len() + chunk.len() > MAX_BODY {
@@ -247,6 +249,20 @@ impl DemoApp {
         http.write_response_header(Box::new(resp)).await?;
         http.write_response_body(body, true).await
     }
+}
+
+/// Answers `Expect: 100-continue` before the body is read, as uvicorn and gunicorn do: a
+/// client that asked waits for it (curl for 1 s) before it sends the body.
+async fn continue_if_expected(http: &mut ServerSession) -> pingora::Result<()> {
+    let expects = http
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        http.write_continue_response().await?;
+    }
+    Ok(())
 }
 
 fn query_pairs(query: &str) -> BTreeMap<&str, &str> {
