@@ -49,6 +49,9 @@ if ((${#missing[@]})); then
 fi
 cargo build --release --locked --bins --example bare_pingora -q
 # 10,000 client connections need as many descriptors in wrk and twice that in a proxy.
+# Past the hard limit where that is allowed (CAP_SYS_RESOURCE): edgeproxy serves a connection
+# for every three descriptors.
+ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d)

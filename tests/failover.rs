@@ -561,10 +561,12 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
         settled = now;
     }
     // Idle clients take the free descriptors one by one, each accepted before the next
-    // connects, until the last one is taken by the client that sends a request.
+    // connects, until the last one is taken by the client that sends a request. The idle ones
+    // are the metrics listener's: the proxy's own connections are held below what the
+    // descriptors allow (at 64, one), so only another listener can use them up.
     let mut clients = Vec::new();
-    while settled + clients.len() < LIMIT {
-        clients.push(TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
+    while settled + clients.len() + 1 < LIMIT {
+        clients.push(TcpStream::connect(("127.0.0.1", metrics_port)).unwrap());
         let accepted = settled + clients.len();
         wait_fds(
             pid,
@@ -573,7 +575,13 @@ async fn running_out_of_file_descriptors_does_not_take_the_server_out() {
             "connection not accepted",
         );
     }
-    let mut last = clients.pop().unwrap();
+    let mut last = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    wait_fds(
+        pid,
+        LIMIT,
+        &|open| open >= LIMIT,
+        "the last connection not accepted",
+    );
     last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     last.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -630,9 +638,11 @@ async fn probes_the_proxy_cannot_send_leave_the_server_up() {
     };
     assert_eq!(status().await, "ok");
 
-    // More idle clients than descriptors: the proxy takes them until it has none left.
+    // More idle clients than descriptors: the proxy takes them until it has none left. They
+    // are the metrics listener's: the proxy's own connections are held below what the
+    // descriptors allow.
     let clients: Vec<_> = (0..LIMIT)
-        .map(|_| TcpStream::connect(("127.0.0.1", proxy.port)).unwrap())
+        .map(|_| TcpStream::connect(("127.0.0.1", metrics_port)).unwrap())
         .collect();
     wait_fds(pid, LIMIT, &|open| open >= LIMIT, "descriptors not used up");
     // Once no descriptor is left, none comes back while the clients stay: wait until more

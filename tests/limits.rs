@@ -138,7 +138,10 @@ async fn a_body_that_stalls_gets_408() {
 #[tokio::test]
 async fn beyond_max_connections_new_clients_get_503_until_some_leave() {
     let backend = Backend::start("1");
-    let (proxy, metrics) = proxy("  max_connections: 20\n  header_timeout: 30s", &backend);
+    let (proxy, metrics) = proxy(
+        "  max_connections: 20\n  when_full: reject\n  header_timeout: 30s",
+        &backend,
+    );
     let mut held = Vec::new();
     for _ in 0..20 {
         let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
@@ -272,7 +275,7 @@ async fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_short_one_is_warn
     assert_eq!(open_files(&proxy), ["2048", "2048"]);
     assert!(
         proxy.log().contains(
-            "the open-file limit is 2048, below the 32868 that server.max_connections (16384) needs"
+            "the open-file limit is 2048, below the 49252 that server.max_connections (16384) needs"
         ),
         "{}",
         proxy.log()
@@ -420,4 +423,51 @@ async fn a_reload_keeps_the_buckets_of_an_unchanged_rate_limited_route() {
         assert_eq!(status().await, 200);
     }
     assert_eq!(status().await, 429);
+}
+
+/// 150 clients at once to a proxy whose open-file limit allows 50 connections: with `when_full:
+/// queue` (the default) the others wait in the listen backlog and every request succeeds;
+/// with `reject` they get 503. No client ever gets a 502 for want of a descriptor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_open_file_limit_clients_wait_or_get_503_never_502() {
+    common::raise_fd_limit(2000);
+    let backend = Backend::start("1");
+    let body = format!(
+        "{}routes:\n  - {{ path: /, upstream: app }}\n",
+        upstream(&[&backend], &[1])
+    );
+    for when_full in ["queue", "reject"] {
+        // (250 − 100 reserved) / 3: a client, a backend and a pooled descriptor for each.
+        let proxy =
+            Proxy::start_with_fd_limits(&format!("  when_full: {when_full}"), &body, 250, 250);
+        assert!(
+            proxy
+                .log()
+                .contains("serving at most 50 connections at once"),
+            "{}",
+            proxy.log()
+        );
+        let http = client();
+        let requests: Vec<_> = (0..150)
+            .map(|_| {
+                let (http, url) = (http.clone(), proxy.url("/slow?ms=300"));
+                tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+            })
+            .collect();
+        // A refused connection's 503 is written before the request: the client may read it as
+        // the answer, or fail the request on a message it did not ask for (0 here).
+        let mut statuses = Vec::new();
+        for request in requests {
+            statuses.push(request.await.unwrap().unwrap_or(0));
+        }
+        let count = |code| statuses.iter().filter(|s| **s == code).count();
+        assert_eq!(count(502), 0, "{when_full}: {statuses:?}");
+        match when_full {
+            "queue" => assert_eq!(count(200), 150, "{when_full}: {statuses:?}"),
+            _ => assert!(
+                count(200) < 150 && count(200) + count(503) + count(0) == 150,
+                "{when_full}: {statuses:?}"
+            ),
+        }
+    }
 }

@@ -43,6 +43,7 @@ impl Server {
         peer_options.connection_timeout = Some(timeouts.connect);
         peer_options.read_timeout = Some(timeouts.read);
         peer_options.write_timeout = Some(timeouts.write);
+        peer_options.idle_timeout = Some(timeouts.idle);
         let unresolved = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut peer = HttpPeer::new(unresolved, false, String::new());
         peer.options = peer_options;

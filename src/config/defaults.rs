@@ -58,3 +58,8 @@ pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// `write_timeout` of an upstream: nginx's `proxy_send_timeout`.
 pub(super) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `idle_timeout` of an upstream: below the idle timeouts of the servers put behind a proxy
+/// (uvicorn and Node.js 5 s, gunicorn 2 s with its sync workers, which close after each
+/// request anyway), so that the proxy closes an idle connection before the server does and
+/// never sends a request as the server closes it.
+pub(super) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);

@@ -4,7 +4,7 @@
 use super::values::{
     ByteSize, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, MaxBody, Weight,
 };
-use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown};
+use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown, WhenFull};
 use crate::net::Cidr;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -51,6 +51,8 @@ pub(super) struct FileServer {
     pub keepalive_timeout: Option<DurationValue>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<u32>,
+    #[serde(default)]
+    pub when_full: WhenFull,
 }
 
 /// `server.tls:`
@@ -98,6 +100,7 @@ pub(super) struct FileUpstream {
     pub connect_timeout: Option<DurationValue>,
     pub read_timeout: Option<DurationValue>,
     pub write_timeout: Option<DurationValue>,
+    pub idle_timeout: Option<DurationValue>,
 }
 
 /// `upstreams.NAME.servers[i]:`

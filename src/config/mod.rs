@@ -18,7 +18,7 @@ pub(crate) use error::ConfigError;
 pub(crate) use route::{RateLimit, Route};
 pub(crate) use settings::{
     AccessLogFormat, AccessLogTarget, CacheSettings, ClientLimits, HttpsListeners, MetricsSettings,
-    ProcessSettings, ServerSettings, Tls,
+    ProcessSettings, ServerSettings, Tls, WhenFull,
 };
 pub(crate) use upstream::{
     Balance, CheckKind, HashKey, HealthCheck, Probe, Timeouts, Upstream, UpstreamServer,

@@ -40,6 +40,8 @@ pub struct ProcessSettings {
     pub metrics_listen: Option<SocketAddr>,
     /// `cache:`: the response cache.
     pub cache: CacheSettings,
+    /// `server.when_full`: whether connections past the limit wait or are refused.
+    pub when_full: WhenFull,
 }
 
 impl ProcessSettings {
@@ -59,6 +61,7 @@ impl ProcessSettings {
             https,
             metrics_listen,
             cache,
+            when_full,
         } = self;
         let mut keys = Vec::new();
         let mut compare = |key, differs: bool| {
@@ -95,6 +98,7 @@ impl ProcessSettings {
             _ => compare("metrics (adding or removing the metrics listener)", true),
         }
         compare("cache.max_size", *cache != other.cache);
+        compare("server.when_full", *when_full != other.when_full);
         keys
     }
 
@@ -189,6 +193,18 @@ pub enum AccessLogFormat {
     Combined,
     /// One JSON object per line.
     Json,
+}
+
+/// `server.when_full`: what a new connection meets once `server.max_connections` are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Not accepted until a connection ends: the kernel's listen backlog holds it, and the
+    /// client waits (HAProxy's `maxconn`).
+    #[default]
+    Queue,
+    /// Accepted, answered `503` and closed at once.
+    Reject,
 }
 
 /// `cache:` settings.

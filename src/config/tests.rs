@@ -61,6 +61,7 @@ fn defaults_fill_what_is_left_out() {
     let app = &config.upstreams[0];
     assert_eq!(app.balance, Balance::RoundRobin);
     assert_eq!(app.timeouts, Timeouts::DEFAULT);
+    assert_eq!(app.timeouts.idle, Duration::from_secs(4));
     assert_eq!(app.servers[0].id, "1");
     assert_eq!(app.servers[0].weight, 1);
 }
@@ -87,6 +88,7 @@ upstreams:
     connect_timeout: 150ms
     read_timeout: 5m
     write_timeout: 1h
+    idle_timeout: 1500ms
 routes:
   - { path: /api/, upstream: app, host: API.example.com }
   - { path: /, upstream: app }
@@ -104,6 +106,7 @@ routes:
     assert_eq!(app.timeouts.connect, Duration::from_millis(150));
     assert_eq!(app.timeouts.read, Duration::from_secs(300));
     assert_eq!(app.timeouts.write, Duration::from_secs(3600));
+    assert_eq!(app.timeouts.idle, Duration::from_millis(1500));
     assert_eq!(app.servers[0].id, "a");
     assert_eq!(app.servers[0].weight, 5);
     assert_eq!(app.servers[1].id, "7");
@@ -268,7 +271,10 @@ fn bad_values_say_what_is_wrong() {
         "same server",
     );
     assert_err(&with_server(""), "upstreams.app.servers", "empty");
+}
 
+#[test]
+fn bad_upstream_keys_say_what_is_wrong() {
     let with_upstream = |extra: &str| {
         format!("upstreams: {{ app: {{ servers: [ {{ addr: 127.0.0.1:1 }} ], {extra} }} }}\nroutes: [ {{ path: /, upstream: app }} ]")
     };
@@ -285,6 +291,11 @@ fn bad_values_say_what_is_wrong() {
     assert_err(
         &with_upstream("write_timeout: 0s"),
         "upstreams.app.write_timeout",
+        "positive",
+    );
+    assert_err(
+        &with_upstream("idle_timeout: 0s"),
+        "upstreams.app.idle_timeout",
         "positive",
     );
     assert_err(

@@ -132,15 +132,18 @@ pub struct Timeouts {
     pub read: Duration,
     /// Longest wait for any single write to the server.
     pub write: Duration,
+    /// Longest an idle connection to the server waits in the pool for reuse.
+    pub idle: Duration,
 }
 
 impl Timeouts {
     /// Defaults: connect 5s, read 60s, write 60s (nginx uses 60s for all three; a dead server
-    /// should be detected faster than that).
+    /// should be detected faster than that), idle 4s (below the servers' own).
     pub const DEFAULT: Timeouts = Timeouts {
         connect: defaults::DEFAULT_CONNECT_TIMEOUT,
         read: defaults::DEFAULT_READ_TIMEOUT,
         write: defaults::DEFAULT_WRITE_TIMEOUT,
+        idle: defaults::DEFAULT_IDLE_TIMEOUT,
     };
 }
 

@@ -2,9 +2,11 @@
 //! itself only sees requests, a connection may carry many or none), timing their request
 //! headers ([`deadline`]), and closing them gently at shutdown.
 //!
-//! Beyond `server.max_connections` open connections, or `server.max_connections_per_ip`
-//! from one address, a new connection is answered `503` and closed at once: it costs a
-//! socket for a moment, never a task waiting on a client.
+//! Beyond `server.max_connections` open connections (lowered to what the open-file limit
+//! allows, [`slots`]), a new connection waits in the listen backlog (`when_full: queue`) or
+//! is answered `503` and closed at once (`reject`); beyond `server.max_connections_per_ip`
+//! from one address, it is answered `503`: it costs a socket for a moment, never a task
+//! waiting on a client.
 //!
 //! When the listeners close, Pingora drops at once every connection waiting for a request.
 //! That includes a connection accepted a moment earlier whose client has not sent its request
@@ -14,6 +16,7 @@
 //! closed after it, as nginx does.
 
 pub(crate) mod deadline;
+pub(crate) mod slots;
 
 use crate::limits::per_ip::PerIp;
 use crate::metrics::handles::GaugeGuard;
@@ -26,6 +29,7 @@ use pingora::apps::ServerApp;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use slots::Slots;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,16 +76,19 @@ pub(crate) struct Connections {
     idle_closed: Arc<AtomicBool>,
     live: Arc<LiveSnapshot>,
     limited: LimitCounters,
+    slots: Arc<Slots>,
 }
 
 impl Connections {
     /// Connections counted in `open`, whose requests are counted in `inflight`, limited by
-    /// the config in force in `live`; those stopped by a limit are counted in `limited`.
+    /// the config in force in `live` within `slots`; those stopped by a limit are counted in
+    /// `limited`.
     pub(crate) fn new(
         open: IntGauge,
         inflight: Inflight,
         live: Arc<LiveSnapshot>,
         limited: LimitCounters,
+        slots: Arc<Slots>,
     ) -> Self {
         Self {
             open,
@@ -91,6 +98,7 @@ impl Connections {
             idle_closed: Arc::new(AtomicBool::new(false)),
             live,
             limited,
+            slots,
         }
     }
 
@@ -139,7 +147,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
         let connections = &self.connections;
         let limits = connections.live.load().config.server.limits;
         let _counted = connections.count.enter();
-        if connections.count.count() > limits.max_connections {
+        connections.slots.follow(limits.max_connections);
+        if connections.count.count() > connections.slots.limit(limits.max_connections) {
             connections.limited.max_connections.inc();
             return refuse(stream).await;
         }

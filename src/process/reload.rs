@@ -206,7 +206,7 @@ mod tests {
         let running = config(&tls("127.0.0.1:8443", true), "");
         let mut new = config(
             &format!(
-                "  access_log_format: json\n  pid_file: /run/other.pid\n  upgrade_sock: /tmp/other.sock\n{}",
+                "  access_log_format: json\n  pid_file: /run/other.pid\n  upgrade_sock: /tmp/other.sock\n  when_full: reject\n{}",
                 tls("127.0.0.1:9443", false)
             ),
             "cache: { max_size: 1MiB }\n",
@@ -221,6 +221,7 @@ mod tests {
             "server.tls.listen",
             "server.tls.http2",
             "cache.max_size",
+            "server.when_full",
         ] {
             assert!(changed.contains(&key), "{key} not named in {changed:?}");
         }

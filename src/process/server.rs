@@ -2,7 +2,8 @@
 
 use crate::access_log::AccessLog;
 use crate::admin;
-use crate::config::{Config, ProcessSettings};
+use crate::config::{Config, ProcessSettings, WhenFull};
+use crate::connections::slots::{Slots, DESCRIPTORS_PER_CONNECTION, FD_RESERVE};
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
 use crate::metrics::Metrics;
@@ -48,10 +49,16 @@ const ACCEPT_TASKS_PER_LISTENER: usize = 4;
 /// instead of bound. Returns an error, before anything starts, when a listening address
 /// cannot be bound.
 pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError> {
-    prepare_host(&config, upgrade)?;
+    let fd_limit = prepare_host(&config, upgrade)?;
     let process = config.process.clone();
     let limits = config.server.limits;
-    let mut server = pingora_server(&process, limits.max_connections, upgrade);
+    let slots = Arc::new(Slots::new(
+        fd_limit,
+        limits.max_connections,
+        process.when_full,
+    ));
+    log_connection_limit(&slots, limits.max_connections, fd_limit, process.when_full);
+    let mut server = pingora_server(&process, slots.limit(limits.max_connections), upgrade);
 
     let inflight = Inflight::default();
     let metrics = Arc::new(Metrics::new()?);
@@ -68,7 +75,12 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
         .map_err(StartError::AccessLog)?;
     let mut app = http_proxy(
         &server.configuration,
-        EdgeProxy::new(Arc::clone(&live), inflight.clone(), access_log),
+        EdgeProxy::new(
+            Arc::clone(&live),
+            inflight.clone(),
+            access_log,
+            Arc::clone(&slots),
+        ),
     );
     app.server_options = Some(http_options(&process, limits.keepalive_timeout));
     let connections = Connections::new(
@@ -76,8 +88,12 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
         inflight.clone(),
         Arc::clone(&live),
         LimitCounters::new(&metrics.limited),
+        Arc::clone(&slots),
     );
     let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
+    if let Some(queue) = slots.queue() {
+        proxy.set_connection_limit(queue);
+    }
     let listening = add_listeners(&mut proxy, &process, &live)?;
     server.add_service(proxy);
     log_start(&listening, process.metrics_listen);
@@ -98,7 +114,8 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
 
 /// What start-up needs of the host before Pingora starts: the listening addresses free
 /// (unless they are taken over), the pid file written, descriptors for every connection.
-fn prepare_host(config: &Config, upgrade: bool) -> Result<(), StartError> {
+/// Returns the open-file limit.
+fn prepare_host(config: &Config, upgrade: bool) -> Result<u64, StartError> {
     if !upgrade {
         let problems = listeners::probe(config.process.listeners());
         if let Some(problem) = problems.into_iter().next() {
@@ -113,7 +130,7 @@ fn prepare_host(config: &Config, upgrade: bool) -> Result<(), StartError> {
             }
         })?;
     }
-    raise_fd_limit(config.server.limits.max_connections);
+    let fd_limit = raise_fd_limit();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         log::warn!(
@@ -122,7 +139,7 @@ fn prepare_host(config: &Config, upgrade: bool) -> Result<(), StartError> {
              systemd unit and Dockerfile run it as user edgeproxy)"
         );
     }
-    Ok(())
+    Ok(fd_limit)
 }
 
 /// The Pingora server, bootstrapped: threads, shutdown timers, upstream pool, upgrade socket.
@@ -243,16 +260,17 @@ fn upstream_keepalive_per_thread(max_connections: usize, threads: usize) -> usiz
 }
 
 /// Raises the open-file limit to the hard limit, as HAProxy does: the default soft limit
-/// (often 1024) would refuse clients long before `server.max_connections`.
-fn raise_fd_limit(max_connections: usize) {
+/// (often 1024) would refuse clients long before `server.max_connections`. Returns the
+/// limit in force; unlimited if it cannot be read.
+fn raise_fd_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    let soft = unsafe {
+    unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
+            return u64::MAX;
         }
         if limit.rlim_cur < limit.rlim_max {
             let raised = libc::rlimit {
@@ -264,15 +282,25 @@ fn raise_fd_limit(max_connections: usize) {
             }
         }
         limit.rlim_cur
+    }
+}
+
+/// Says how many connections are served at once, and warns when the open-file limit
+/// lowered `server.max_connections`.
+fn log_connection_limit(slots: &Slots, max_connections: usize, fd_limit: u64, when_full: WhenFull) {
+    let limit = slots.limit(max_connections);
+    let beyond = match when_full {
+        WhenFull::Queue => "wait in the listen backlog",
+        WhenFull::Reject => "get 503",
     };
-    // Each client connection may have a backend connection in use or pooled beside it;
-    // listeners and logs take a few more.
-    let needed = 2 * max_connections as u64 + 100;
-    if soft < needed {
+    if limit < max_connections {
+        let needed = DESCRIPTORS_PER_CONNECTION * max_connections as u64 + FD_RESERVE;
         log::warn!(
-            "the open-file limit is {soft}, below the {needed} that server.max_connections \
-             ({max_connections}) needs, a client and a backend connection each; raise it \
-             (LimitNOFILE= in systemd, ulimit -n) or lower max_connections"
+            "the open-file limit is {fd_limit}, below the {needed} that server.max_connections \
+             ({max_connections}) needs, a client, a backend and a pooled connection each: serving at most \
+             {limit} connections at once; raise it (LimitNOFILE= in systemd, ulimit -n) or \
+             lower max_connections"
         );
     }
+    log::info!("at most {limit} client connections at once; more {beyond} (server.when_full)");
 }

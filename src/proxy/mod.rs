@@ -18,6 +18,7 @@ pub(crate) use ctx::RequestCtx;
 
 use crate::access_log::AccessLog;
 use crate::cache::{self, ResponseCache};
+use crate::connections::slots::Slots;
 use crate::runtime::snapshot::LiveSnapshot;
 use crate::sync::inflight::Inflight;
 use admission::body_too_large;
@@ -38,12 +39,19 @@ pub(crate) struct EdgeProxy {
     /// `!server.preserve_header_case`, for the upstream side of each request (the client
     /// side is set once, in the server options).
     drop_header_case: bool,
+    /// The client connections served at once.
+    slots: Arc<Slots>,
 }
 
 impl EdgeProxy {
     /// A proxy serving the snapshot in force, counting its requests in `inflight`, logging
-    /// them to `access_log`.
-    pub(crate) fn new(live: Arc<LiveSnapshot>, inflight: Inflight, access_log: AccessLog) -> Self {
+    /// them to `access_log`, its connections limited by `slots`.
+    pub(crate) fn new(
+        live: Arc<LiveSnapshot>,
+        inflight: Inflight,
+        access_log: AccessLog,
+        slots: Arc<Slots>,
+    ) -> Self {
         let snapshot = live.load();
         let config = &snapshot.config;
         let cache = ResponseCache::new(config.process.cache.max_size);
@@ -54,6 +62,7 @@ impl EdgeProxy {
             cache,
             access_log,
             drop_header_case,
+            slots,
         }
     }
 }
@@ -77,7 +86,14 @@ impl ProxyHttp for EdgeProxy {
         // Requests sent before the previous answer are answered in order (RFC 9112 §9.3.2),
         // as nginx and HAProxy do; Pingora otherwise answers the first and closes.
         session.set_pipelining_enabled(true);
-        admission::check_and_route(session, ctx)
+        admission::check_and_route(session, ctx)?;
+        // While clients wait in the listen backlog for a slot, an answer ends its connection
+        // rather than keep it, so that the waiting get their turn (nginx, out of connections,
+        // closes idle keep-alive ones).
+        if self.slots.full() {
+            session.set_keepalive(None);
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

@@ -89,6 +89,7 @@ pub(super) fn server_settings(
         https,
         metrics_listen,
         cache,
+        when_full: file.when_full,
     };
     let server = ServerSettings {
         health_path,

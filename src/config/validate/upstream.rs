@@ -80,7 +80,7 @@ struct SeenServers {
     sockets: HashMap<SocketAddr, String>,
 }
 
-/// `connect_timeout`, `read_timeout` and `write_timeout` of an upstream.
+/// `connect_timeout`, `read_timeout`, `write_timeout` and `idle_timeout` of an upstream.
 fn timeouts(key: &str, file: &FileUpstream) -> Result<Timeouts, ConfigError> {
     let defaults = Timeouts::DEFAULT;
     Ok(Timeouts {
@@ -98,6 +98,11 @@ fn timeouts(key: &str, file: &FileUpstream) -> Result<Timeouts, ConfigError> {
             &format!("{key}.write_timeout"),
             file.write_timeout,
             defaults.write,
+        )?,
+        idle: positive(
+            &format!("{key}.idle_timeout"),
+            file.idle_timeout,
+            defaults.idle,
         )?,
     })
 }
