@@ -42,6 +42,8 @@ pub(crate) struct RequestCtx {
     pub(super) last_failure: Option<u16>,
     /// Counts this request in `edgeproxy_sse_streams` while it streams events.
     pub(super) _sse_stream: Option<GaugeGuard>,
+    /// The request was sent again once because it never reached the application.
+    pub(super) resent_unsent: bool,
 }
 
 impl RequestCtx {
@@ -65,6 +67,7 @@ impl RequestCtx {
             last_failure: None,
             upstream_time: None,
             _sse_stream: None,
+            resent_unsent: false,
         }
     }
 

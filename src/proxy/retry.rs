@@ -66,13 +66,110 @@ pub(super) fn after_proxy_error(
         };
         pool.record_failure(server, reason, e.etype().as_str());
     }
-    // The server may have acted on the request: only idempotent ones are sent again, only
-    // if nothing came back yet, and never after a timeout, which could double the load.
-    let retry = nothing_received
-        && !timed_out
-        && session.req_header().method.is_idempotent()
-        && !session.as_ref().retry_buffer_truncated()
-        && ctx.retries_left(pool);
-    e.set_retry(retry);
+    let attempt = Attempt {
+        nothing_received,
+        timed_out,
+        unsent: stale_connection && e.etype() == &ErrorType::WriteError,
+        idempotent: session.req_header().method.is_idempotent(),
+        body_kept: !session.as_ref().retry_buffer_truncated(),
+    };
+    let again = send_again(&attempt, ctx.retries_left(pool), ctx.resent_unsent);
+    if again == Again::Unsent {
+        ctx.resent_unsent = true;
+    }
+    e.set_retry(again != Again::No);
     e
+}
+
+/// What is known of a failed attempt at the server.
+struct Attempt {
+    /// No response byte came back.
+    nothing_received: bool,
+    /// A read or a write timed out.
+    timed_out: bool,
+    /// A pooled connection the server had closed, found out while the request was being
+    /// written: the server had stopped reading it, so nothing reached the application.
+    unsent: bool,
+    /// The method may be repeated (GET, HEAD, PUT, DELETE, OPTIONS, TRACE).
+    idempotent: bool,
+    /// The body sent so far is kept for sending again.
+    body_kept: bool,
+}
+
+/// Whether a failed request goes to a server again, and why.
+#[derive(Debug, PartialEq, Eq)]
+enum Again {
+    No,
+    /// A retry that `retries` allows.
+    Retry,
+    /// The one resend of a request that never reached the application.
+    Unsent,
+}
+
+/// The server may have acted on the request: only idempotent ones are sent again, only if
+/// nothing came back yet, and never after a timeout, which could double the load. A request
+/// that never reached the application goes again whatever its method, once and whatever
+/// `retries` says, as Go's and Envoy's clients do: it repairs the pool's race with the
+/// server's idle timeout, it is not a second try at a server.
+fn send_again(attempt: &Attempt, retries_left: bool, resent_unsent: bool) -> Again {
+    if !attempt.nothing_received || attempt.timed_out || !attempt.body_kept {
+        Again::No
+    } else if attempt.unsent && !resent_unsent {
+        Again::Unsent
+    } else if attempt.idempotent && retries_left {
+        Again::Retry
+    } else {
+        Again::No
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post_unsent() -> Attempt {
+        Attempt {
+            nothing_received: true,
+            timed_out: false,
+            unsent: true,
+            idempotent: false,
+            body_kept: true,
+        }
+    }
+
+    #[test]
+    fn a_request_that_never_reached_the_application_goes_again_once() {
+        assert_eq!(send_again(&post_unsent(), false, false), Again::Unsent);
+        assert_eq!(send_again(&post_unsent(), true, true), Again::No);
+        let cut_body = Attempt {
+            body_kept: false,
+            ..post_unsent()
+        };
+        assert_eq!(send_again(&cut_body, true, false), Again::No);
+        let answered = Attempt {
+            nothing_received: false,
+            ..post_unsent()
+        };
+        assert_eq!(send_again(&answered, true, false), Again::No);
+    }
+
+    #[test]
+    fn only_idempotent_requests_are_retried_after_reaching_a_server() {
+        let sent = Attempt {
+            unsent: false,
+            ..post_unsent()
+        };
+        assert_eq!(send_again(&sent, true, false), Again::No);
+        let get = Attempt {
+            idempotent: true,
+            ..sent
+        };
+        assert_eq!(send_again(&get, true, false), Again::Retry);
+        assert_eq!(send_again(&get, false, false), Again::No);
+        let timed_out = Attempt {
+            timed_out: true,
+            ..get
+        };
+        assert_eq!(send_again(&timed_out, true, false), Again::No);
+    }
 }
