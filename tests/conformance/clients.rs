@@ -1,8 +1,9 @@
 //! Widely used clients, run as their users run them, against the proxy: ApacheBench (HTTP/1.0
 //! with keep-alive), curl with `--http1.0`, and nghttp2's `h2load` and `nghttp` over HTTPS.
 
-use crate::common::{Backend, Proxy};
+use crate::common::Backend;
 use crate::https::HttpsProxy;
+use crate::{proxy_for, ROUTE_ALL, ROUTE_EVENTS};
 use std::process::Command;
 
 fn run(program: &str, args: &[&str]) -> String {
@@ -32,18 +33,11 @@ fn figure(report: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no figure after {label:?} in {line:?}"))
 }
 
-fn demo_proxy(app: &Backend) -> Proxy {
-    Proxy::start(&format!(
-        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"{}\" }}\nroutes:\n  - {{ path: /, upstream: app }}\n",
-        app.addr()
-    ))
-}
-
 /// ab speaks HTTP/1.0 and, with `-k`, asks for keep-alive on every request.
 #[test]
 fn apachebench_keeps_every_http10_connection_alive_and_fails_nothing() {
     let app = Backend::start("1");
-    let proxy = demo_proxy(&app);
+    let proxy = proxy_for(&app.addr(), ROUTE_ALL);
     let report = run("ab", &["-k", "-n", "2000", "-c", "20", &proxy.url("/")]);
     assert_eq!(figure(&report, "Complete requests:"), 2000, "{report}");
     assert_eq!(figure(&report, "Failed requests:"), 0, "{report}");
@@ -54,11 +48,7 @@ fn apachebench_keeps_every_http10_connection_alive_and_fails_nothing() {
 #[test]
 fn curl_http10_reads_a_chunked_event_stream_as_events() {
     let app = Backend::start("1");
-    let proxy = Proxy::start(&format!(
-        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"{}\" }}\n\
-         routes:\n  - {{ path: /events, upstream: app, sse: true }}\n",
-        app.addr()
-    ));
+    let proxy = proxy_for(&app.addr(), ROUTE_EVENTS);
     let out = run(
         "curl",
         &[

@@ -4,6 +4,7 @@
 
 use crate::common::{free_port, get_text, line_with, metric, Backend, Proxy};
 use crate::wire::{Client, RecordingBackend};
+use crate::{proxy_for, ROUTE_ALL};
 
 const TOO_LARGE: &str = "413 Payload Too Large: the body is larger than 1024 bytes\n";
 
@@ -83,11 +84,10 @@ fn a_chunked_body_too_large_without_expect_gets_the_same_413() {
 #[test]
 fn a_body_announced_too_large_is_refused_before_any_100_or_backend() {
     let backend = RecordingBackend::start();
-    let proxy = Proxy::start(&format!(
-        "upstreams:\n  rec:\n    servers:\n      - {{ addr: \"127.0.0.1:{}\" }}\n\
-         routes:\n  - {{ path: /, upstream: rec, max_body: 1KiB }}\n",
-        backend.port
-    ));
+    let proxy = proxy_for(
+        &format!("127.0.0.1:{}", backend.port),
+        "  - { path: /, upstream: app, max_body: 1KiB }\n",
+    );
     let mut client = Client::connect(proxy.port);
     client.send(
         b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
@@ -103,11 +103,7 @@ fn a_body_announced_too_large_is_refused_before_any_100_or_backend() {
 #[test]
 fn curl_gets_100_continue_through_the_proxy() {
     let app = Backend::start("1");
-    let proxy = Proxy::start(&format!(
-        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"{}\" }}\n\
-         routes:\n  - {{ path: /, upstream: app }}\n",
-        app.addr()
-    ));
+    let proxy = proxy_for(&app.addr(), ROUTE_ALL);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("upload");
     std::fs::write(&file, vec![b'x'; 3000]).unwrap();

@@ -1,9 +1,9 @@
 //! HTTP/1.0 clients (RFC 9112 §6.1, §9.3): no chunked framing, a body ended by closing when
 //! no length is known, and keep-alive only when asked for and possible.
 
-use crate::common::{Backend, Proxy};
-use crate::proxy_to;
+use crate::common::Backend;
 use crate::wire::{Client, RecordingBackend};
+use crate::{proxy_for, proxy_to, ROUTE_EVENTS};
 use std::io::Read;
 
 fn get10(path: &str, keep_alive: bool) -> String {
@@ -99,11 +99,7 @@ fn an_http10_client_keeps_alive_only_when_it_asks_and_a_length_is_known() {
 #[test]
 fn an_http10_client_reads_an_event_stream_to_its_close() {
     let app = Backend::start("1");
-    let proxy = Proxy::start(&format!(
-        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"{}\" }}\n\
-         routes:\n  - {{ path: /events, upstream: app, sse: true }}\n",
-        app.addr()
-    ));
+    let proxy = proxy_for(&app.addr(), ROUTE_EVENTS);
     let mut client = Client::connect(proxy.port);
     client.send(get10("/events?count=3&interval_ms=50", true).as_bytes());
     let answer = client.response(false).expect("an answer");

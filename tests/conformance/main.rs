@@ -15,11 +15,20 @@ mod wire;
 use common::Proxy;
 use wire::RecordingBackend;
 
+/// Every path to upstream `app`.
+const ROUTE_ALL: &str = "  - { path: /, upstream: app }\n";
+/// `/events` to upstream `app`, as an event stream.
+const ROUTE_EVENTS: &str = "  - { path: /events, upstream: app, sse: true }\n";
+
+/// A proxy whose upstream `app` is the one server at `addr` (`HOST:PORT`), with these
+/// `routes:` entries.
+fn proxy_for(addr: &str, routes: &str) -> Proxy {
+    Proxy::start(&format!(
+        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"{addr}\" }}\nroutes:\n{routes}"
+    ))
+}
+
 /// A proxy with every path routed to `backend`.
 fn proxy_to(backend: &RecordingBackend) -> Proxy {
-    Proxy::start(&format!(
-        "upstreams:\n  rec:\n    servers:\n      - {{ addr: \"127.0.0.1:{}\" }}\n\
-         routes:\n  - {{ path: /, upstream: rec }}\n",
-        backend.port
-    ))
+    proxy_for(&format!("127.0.0.1:{}", backend.port), ROUTE_ALL)
 }
