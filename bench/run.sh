@@ -10,7 +10,7 @@
 # ratios (min, median, max over rounds). Only 127.0.0.1 is used.
 #
 #   bench/run.sh [ROUNDS] [SECONDS]          defaults: 3 rounds of 5 s per wrk run
-#   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse
+#   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse spike
 #   BASELINE=FILE bench/run.sh               also run FILE, an earlier edgeproxy build, with
 #                                            the same config in the same rounds (A/B)
 #   BASELINE_CONFIG=FILE                     with BASELINE, a config template of its own in
@@ -26,6 +26,13 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-5}
 scenarios=${SCENARIOS:-small many big close sse}
+# spike (seed 002's POST /models at 8,000 connections through uvicorn backends, against
+# nginx) has backends and proxies of its own: bench/spike/run.sh, run first, on its own ports.
+if [[ " $scenarios " == *" spike "* ]]; then
+  bench/spike/run.sh "$rounds" "$((seconds * 2))"
+  scenarios=$(echo " $scenarios " | sed 's/ spike / /')
+  [ -n "${scenarios// /}" ] || exit 0
+fi
 proxies=(edgeproxy nginx haproxy pingora)
 baseline=${BASELINE:-}
 if [ -n "$baseline" ]; then
