@@ -13,8 +13,8 @@ pub(crate) const FD_RESERVE: u64 = 100;
 
 /// Descriptors a client connection may cost: its own, a backend connection in use, and one
 /// idle in the pool. The pool holds as many connections as there may be clients (a burst
-/// then finds its connections again), and at 8,000 clients it was seen holding 5,000 idle
-/// beside the 8,000 in use, which a third per connection left out exhausted the limit.
+/// then finds its connections again): at 8,000 clients it was seen holding 5,000 idle beside
+/// the 8,000 in use, so a budget of two descriptors per connection ran out.
 pub(crate) const DESCRIPTORS_PER_CONNECTION: u64 = 3;
 
 /// The connection limit in force.
