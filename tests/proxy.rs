@@ -37,7 +37,7 @@ async fn round_robin_alternates_in_file_order() {
 async fn identity_headers_name_the_server_that_answered() {
     let b1 = Backend::start("blue");
     let proxy = Proxy::start(&format!(
-        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"localhost:{}\", id: \"blue-1\" }}\n{ROUTE_ALL}",
+        "upstreams:\n  app:\n    servers:\n      - {{ addr: \"localhost:{}\", id: \"blue-1\", resolve: first }}\n{ROUTE_ALL}",
         b1.port
     ));
     let resp = client().get(proxy.url("/")).send().await.unwrap();
@@ -45,9 +45,10 @@ async fn identity_headers_name_the_server_that_answered() {
     // The backend itself sends `X-Instance-ID: blue`; the configured id wins.
     assert_eq!(instance(&resp), "blue-1");
     assert_eq!(resp.headers().get_all("x-instance-id").iter().count(), 1);
+    // The address the name resolved to, as nginx's `$upstream_addr`.
     assert_eq!(
         header(&resp, "x-served-by"),
-        format!("localhost:{}", b1.port)
+        format!("127.0.0.1:{}", b1.port)
     );
 }
 

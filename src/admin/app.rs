@@ -52,7 +52,9 @@ impl AdminApp {
                         let state = &server.state;
                         json!({
                             "addr": server.config.addr,
-                            "address": pool.address(i).to_string(),
+                            "address": server.address.to_string(),
+                            "name": server.name,
+                            "instance_id": server.instance_id.to_str().unwrap_or_default(),
                             "id": server.config.id,
                             "weight": server.config.weight,
                             "backup": server.config.backup,
@@ -61,6 +63,7 @@ impl AdminApp {
                             "last_probe": state.health.last_probe(),
                             "passive_failed": state.passive.is_failed(),
                             "inflight": state.inflight.count(),
+                            "response_time_ewma_seconds": pool.response_time_estimate(i),
                         })
                     })
                     .collect();

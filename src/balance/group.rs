@@ -1,12 +1,9 @@
-//! A group of servers (the primaries, or the backups) behind one pingora `LoadBalancer`, and
-//! the addresses their names resolve to.
+//! A group of servers (the primaries, or the backups) behind one pingora `LoadBalancer`.
 
 use super::selector::{Selector, SelectorConfig};
 use super::Server;
 use crate::config::Balance;
-use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora::lb::discovery::ServiceDiscovery;
+use pingora::lb::discovery::Static;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use std::collections::{BTreeSet, HashMap};
@@ -16,17 +13,19 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-/// Where each server is now; host names are resolved again while running.
-#[derive(Debug, Clone)]
-pub(crate) struct Addresses {
-    pub(super) of: Vec<SocketAddr>,
-    by_addr: HashMap<SocketAddr, usize>,
-}
+/// Which server is at each address: Pingora's balancers hand back addresses.
+#[derive(Debug)]
+pub(crate) struct Addresses(HashMap<SocketAddr, usize>);
 
 impl Addresses {
-    pub(super) fn new(of: Vec<SocketAddr>) -> Self {
-        let by_addr = of.iter().enumerate().map(|(i, a)| (*a, i)).collect();
-        Self { of, by_addr }
+    pub(super) fn new(servers: &[Server]) -> Self {
+        Self(
+            servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.address, i))
+                .collect(),
+        )
     }
 
     /// The server index of a backend.
@@ -34,36 +33,13 @@ impl Addresses {
         backend
             .addr
             .as_inet()
-            .and_then(|addr| self.by_addr.get(addr).copied())
-    }
-
-    pub(super) fn backends(&self, members: &[usize], servers: &[Server]) -> BTreeSet<Backend> {
-        members
-            .iter()
-            .map(|&i| Backend {
-                addr: PeerAddr::Inet(self.of[i]),
-                weight: usize::from(servers[i].config.weight),
-                ext: Default::default(),
-            })
-            .collect()
-    }
-}
-
-/// Hands Pingora the backend set of a group as it is now.
-struct CurrentBackends(Arc<ArcSwap<BTreeSet<Backend>>>);
-
-#[async_trait]
-impl ServiceDiscovery for CurrentBackends {
-    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
-        Ok((BTreeSet::clone(&self.0.load()), HashMap::new()))
+            .and_then(|addr| self.0.get(addr).copied())
     }
 }
 
 /// The primary or the backup servers of an upstream.
 pub(super) struct Group {
     pub(super) balancer: LoadBalancer<Selector>,
-    pub(super) members: Vec<usize>,
-    pub(super) current: Arc<ArcSwap<BTreeSet<Backend>>>,
     /// Bound on the candidates looked at per selection.
     pub(super) max_iterations: usize,
 }
@@ -74,20 +50,25 @@ impl Group {
         balance: Balance,
         members: Vec<usize>,
         servers: &[Server],
-        addresses: &Arc<ArcSwap<Addresses>>,
+        addresses: &Arc<Addresses>,
     ) -> Option<Self> {
         if members.is_empty() {
             return None;
         }
-        let current = Arc::new(ArcSwap::from_pointee(
-            addresses.load().backends(&members, servers),
-        ));
+        let backends: BTreeSet<Backend> = members
+            .iter()
+            .map(|&i| Backend {
+                addr: PeerAddr::Inet(servers[i].address),
+                weight: usize::from(servers[i].config.weight),
+                ext: Default::default(),
+            })
+            .collect();
         let config = SelectorConfig {
             balance,
             addresses: Arc::clone(addresses),
             inflight: servers.iter().map(|s| s.state.inflight.clone()).collect(),
         };
-        let discovery = Box::new(CurrentBackends(Arc::clone(&current)));
+        let discovery = Static::new(backends);
         let balancer =
             LoadBalancer::from_backends_with_config(Backends::new(discovery), Some(config));
         run_to_completion(balancer.update());
@@ -95,12 +76,10 @@ impl Group {
         // revisit servers before they have offered them all.
         let max_iterations = match balance {
             Balance::RoundRobin | Balance::LeastConn => members.len(),
-            Balance::IpHash | Balance::Random => members.len() * 256,
+            Balance::IpHash | Balance::Random | Balance::LeastTime => members.len() * 256,
         };
         Some(Self {
             balancer,
-            members,
-            current,
             max_iterations,
         })
     }

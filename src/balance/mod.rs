@@ -2,6 +2,7 @@
 
 mod group;
 mod key;
+mod latency;
 mod least_conn;
 mod selector;
 mod server;
@@ -12,20 +13,20 @@ pub(crate) use group::Addresses;
 pub(crate) use key::request_key;
 pub(crate) use server::Server;
 
-use crate::config::{preferred_address, Balance, HashKey, HealthCheck, Upstream, WhenAllDown};
-use crate::metrics::handles::{FailureReason, ServerMetrics};
+use crate::config::{Balance, HashKey, HealthCheck, Upstream, WhenAllDown};
+use crate::metrics::handles::FailureReason;
 use crate::metrics::Metrics;
 use crate::sync::inflight::InflightGuard;
-use arc_swap::ArcSwap;
 use group::Group;
 use pingora::lb::Backend;
 use prometheus::IntCounter;
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
+use server::Kept;
+use state::ServerState;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// One upstream's servers and the balancers that pick among them.
+/// One upstream's servers and the balancers that pick among them. A server is one address
+/// of a `servers` entry: a host name that resolves to three addresses makes three.
 pub(crate) struct Pool {
     name: String,
     balance: Balance,
@@ -33,40 +34,52 @@ pub(crate) struct Pool {
     health_check: Option<HealthCheck>,
     retries: u32,
     when_all_down: WhenAllDown,
-    resolve_interval: std::time::Duration,
-    primary: Group,
+    resolve_interval: Duration,
+    least_time_decay: Duration,
+    primary: Option<Group>,
     backup: Option<Group>,
     servers: Vec<Server>,
-    addresses: Arc<ArcSwap<Addresses>>,
+    addresses: Arc<Addresses>,
     retries_total: IntCounter,
 }
 
 impl Pool {
     /// Builds the balancers for an upstream, with metric children from `metrics`. Servers
-    /// that `previous` has under the same `addr` keep their live state.
+    /// that `previous` has under the same entry and address keep their live state and
+    /// `X-Instance-ID`; servers that join a running pool wait for their first health probe.
     pub(crate) fn new(upstream: &Upstream, metrics: &Metrics, previous: Option<&Pool>) -> Self {
-        let servers: Vec<Server> = upstream
-            .servers
-            .iter()
-            .map(|s| {
-                let server_metrics = ServerMetrics::new(metrics, &upstream.name, &s.addr);
-                let state = previous
-                    .and_then(|p| p.servers.iter().find(|o| o.config.addr == s.addr))
-                    .map(|o| Arc::clone(&o.state));
-                Server::new(s, upstream, server_metrics, state)
-            })
-            .collect();
-        let addresses = Arc::new(ArcSwap::from_pointee(Addresses::new(
-            upstream.servers.iter().map(|s| s.socket_addr).collect(),
-        )));
+        let mut servers: Vec<Server> = Vec::new();
+        for entry in &upstream.servers {
+            for &address in &entry.addresses {
+                if servers.iter().any(|s| s.address == address) {
+                    // Validation refuses this at load; a lookup while running may find it.
+                    continue;
+                }
+                let before = previous.and_then(|p| {
+                    p.servers.iter().find(|o| {
+                        (o.config.addr.as_str(), o.address) == (entry.addr.as_str(), address)
+                    })
+                });
+                let kept = match before {
+                    Some(old) if old.config.id == entry.id => Kept {
+                        state: Arc::clone(&old.state),
+                        instance_id: old.instance_id.clone(),
+                    },
+                    _ => Kept {
+                        state: Arc::new(match previous {
+                            Some(_) => ServerState::joining(upstream.health_check.is_some()),
+                            None => ServerState::default(),
+                        }),
+                        instance_id: server::instance_id(entry, address),
+                    },
+                };
+                servers.push(Server::new(entry, address, upstream, metrics, kept));
+            }
+        }
+        let addresses = Arc::new(Addresses::new(&servers));
         let (backups, primaries): (Vec<usize>, Vec<usize>) =
             (0..servers.len()).partition(|&i| servers[i].config.backup);
-        #[expect(
-            clippy::expect_used,
-            reason = "validation refuses an upstream whose servers are all backups"
-        )]
-        let primary = Group::new(upstream.balance, primaries, &servers, &addresses)
-            .expect("config validation requires a server that is not a backup");
+        let primary = Group::new(upstream.balance, primaries, &servers, &addresses);
         let backup = Group::new(upstream.balance, backups, &servers, &addresses);
         Self {
             name: upstream.name.clone(),
@@ -76,6 +89,7 @@ impl Pool {
             retries: upstream.retries,
             when_all_down: upstream.when_all_down,
             resolve_interval: upstream.resolve_interval,
+            least_time_decay: upstream.least_time_decay,
             primary,
             backup,
             servers,
@@ -123,104 +137,111 @@ impl Pool {
     /// `when_all_down: try_all`) any. Returns its index into [`Pool::servers`]. `key`
     /// matters only to `ip_hash`.
     pub(crate) fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
-        let addresses = self.addresses.load();
-        let untried = |b: &Backend| addresses.index_of(b).filter(|i| !tried.contains(i));
+        let untried = |b: &Backend| self.addresses.index_of(b).filter(|i| !tried.contains(i));
         let ready =
             |b: &Backend, _: bool| untried(b).is_some_and(|i| self.servers[i].state.ready());
         let any = |b: &Backend, _: bool| untried(b).is_some();
-        let groups = || std::iter::once(&self.primary).chain(&self.backup);
         let pick = |accept: &dyn Fn(&Backend, bool) -> bool| {
-            groups().find_map(|g| g.balancer.select_with(key, g.max_iterations, accept))
+            self.primary
+                .iter()
+                .chain(&self.backup)
+                .find_map(|g| self.select_in(g, key, accept))
         };
-        let backend = pick(&ready).or_else(|| match self.when_all_down {
+        pick(&ready).or_else(|| match self.when_all_down {
             WhenAllDown::TryAll => pick(&any),
             WhenAllDown::Fail => None,
-        })?;
-        addresses.index_of(&backend)
+        })
     }
 
-    /// Where server `index` is now.
-    pub(crate) fn address(&self, index: usize) -> SocketAddr {
-        self.addresses.load().of[index]
+    /// A server of `group` that `accept` takes; for `least_time`, the better of two.
+    fn select_in(
+        &self,
+        group: &Group,
+        key: &[u8],
+        accept: &dyn Fn(&Backend, bool) -> bool,
+    ) -> Option<usize> {
+        let draw = |accept: &dyn Fn(&Backend, bool) -> bool| {
+            let backend = group
+                .balancer
+                .select_with(key, group.max_iterations, accept)?;
+            self.addresses.index_of(&backend)
+        };
+        let first = draw(accept)?;
+        if self.balance != Balance::LeastTime {
+            return Some(first);
+        }
+        let other = |b: &Backend, healthy: bool| {
+            accept(b, healthy) && self.addresses.index_of(b) != Some(first)
+        };
+        let Some(second) = draw(&other) else {
+            return Some(first);
+        };
+        let now = Instant::now();
+        Some(if self.load(second, now) < self.load(first, now) {
+            second
+        } else {
+            first
+        })
+    }
+
+    /// `least_time`'s score of a server: its response-time estimate (the median of the
+    /// others' while it has none), times its requests in flight plus one, over its weight.
+    fn load(&self, index: usize, now: Instant) -> f64 {
+        let server = &self.servers[index];
+        let cost = server
+            .state
+            .latency
+            .cost(now, self.least_time_decay)
+            .or_else(|| self.median_cost(now))
+            .unwrap_or(1.0);
+        let inflight = server.state.inflight.count() as f64;
+        cost * (inflight + 1.0) / f64::from(server.config.weight.max(1))
+    }
+
+    /// The median estimate over the servers that have one.
+    fn median_cost(&self, now: Instant) -> Option<f64> {
+        let mut costs: Vec<f64> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.state.latency.cost(now, self.least_time_decay))
+            .collect();
+        if costs.is_empty() {
+            return None;
+        }
+        costs.sort_by(f64::total_cmp);
+        Some(costs[costs.len() / 2])
+    }
+
+    /// Records the time `server` took to its response header, for `least_time`.
+    pub(crate) fn observe_response_time(&self, server: usize, elapsed: Duration) {
+        if self.balance == Balance::LeastTime {
+            self.servers[server].state.latency.observe(
+                elapsed,
+                Instant::now(),
+                self.least_time_decay,
+            );
+        }
+    }
+
+    /// `least_time`'s response-time estimate of `server` now, in seconds; `None` in the
+    /// other modes and before its first answer.
+    pub(crate) fn response_time_estimate(&self, server: usize) -> Option<f64> {
+        (self.balance == Balance::LeastTime)
+            .then(|| {
+                self.servers[server]
+                    .state
+                    .latency
+                    .cost(Instant::now(), self.least_time_decay)
+            })
+            .flatten()
     }
 
     /// How often host names are resolved again; `None` if every server is an IP.
-    pub(crate) fn resolve_interval(&self) -> Option<std::time::Duration> {
+    pub(crate) fn resolve_interval(&self) -> Option<Duration> {
         self.servers
             .iter()
-            .any(Server::has_host_name)
+            .any(|s| s.config.has_host_name())
             .then_some(self.resolve_interval)
-    }
-
-    /// Resolves the servers' host names again and, if any moved, rebuilds the balancers.
-    pub(crate) async fn refresh_addresses(&self) {
-        self.refresh_addresses_with(|host, port| async move {
-            tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map(|addrs| addrs.collect())
-        })
-        .await
-    }
-
-    /// [`Pool::refresh_addresses`] with a given name lookup.
-    pub(crate) async fn refresh_addresses_with<F, Fut>(&self, lookup: F)
-    where
-        F: Fn(String, u16) -> Fut,
-        Fut: Future<Output = io::Result<Vec<SocketAddr>>>,
-    {
-        let old = self.addresses.load_full();
-        let mut new = old.of.clone();
-        for (i, server) in self.servers.iter().enumerate() {
-            if !server.has_host_name() {
-                continue;
-            }
-            let config = &server.config;
-            let found = match lookup(config.host.clone(), config.port).await {
-                Ok(addrs) => preferred_address(addrs),
-                Err(e) => {
-                    log::warn!(
-                        "upstream {}: cannot resolve {}: {e}; keeping {}",
-                        self.name,
-                        config.addr,
-                        old.of[i]
-                    );
-                    continue;
-                }
-            };
-            match found {
-                Some(addr) if addr != old.of[i] && new.contains(&addr) => log::warn!(
-                    "upstream {}: {} now resolves to {addr}, which another server has; keeping {}",
-                    self.name,
-                    config.addr,
-                    old.of[i]
-                ),
-                Some(addr) if addr != old.of[i] => {
-                    log::info!(
-                        "upstream {}: {} now resolves to {addr} (was {})",
-                        self.name,
-                        config.addr,
-                        old.of[i]
-                    );
-                    new[i] = addr;
-                }
-                _ => {}
-            }
-        }
-        if new == old.of {
-            return;
-        }
-        let addresses = Addresses::new(new);
-        for group in std::iter::once(&self.primary).chain(&self.backup) {
-            group
-                .current
-                .store(Arc::new(addresses.backends(&group.members, &self.servers)));
-        }
-        self.addresses.store(Arc::new(addresses));
-        for group in std::iter::once(&self.primary).chain(&self.backup) {
-            if let Err(e) = group.balancer.update().await {
-                log::warn!("upstream {}: cannot rebuild the balancer: {e}", self.name);
-            }
-        }
     }
 
     /// Counts a request against a server until the guard is dropped.
@@ -242,7 +263,7 @@ impl Pool {
             log::info!(
                 "upstream {}: server {} failed {} time(s) within {:?} (last: {detail}); skipping it for {:?}",
                 self.name,
-                config.addr,
+                server.name,
                 config.max_fails,
                 config.fail_timeout,
                 config.fail_timeout
@@ -252,171 +273,4 @@ impl Pool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Timeouts, UpstreamServer};
-
-    impl Pool {
-        fn new_for_test(upstream: &Upstream) -> Pool {
-            Pool::new(upstream, &Metrics::new().unwrap(), None)
-        }
-    }
-
-    fn upstream(weights: &[u16]) -> Upstream {
-        upstream_with(Balance::RoundRobin, weights)
-    }
-
-    fn upstream_with(balance: Balance, weights: &[u16]) -> Upstream {
-        Upstream {
-            name: "app".into(),
-            balance,
-            hash_key: HashKey::ClientIp,
-            health_check: None,
-            retries: 2,
-            when_all_down: WhenAllDown::Fail,
-            resolve_interval: std::time::Duration::from_secs(30),
-            http2: false,
-            servers: weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| UpstreamServer {
-                    host: "127.0.0.1".into(),
-                    port: 9001 + i as u16,
-                    addr: format!("127.0.0.1:{}", 9001 + i),
-                    socket_addr: format!("127.0.0.1:{}", 9001 + i).parse().unwrap(),
-                    id: (i + 1).to_string(),
-                    weight: *w,
-                    max_fails: 1,
-                    fail_timeout: std::time::Duration::from_secs(10),
-                    backup: false,
-                })
-                .collect(),
-            timeouts: Timeouts::DEFAULT,
-        }
-    }
-
-    #[test]
-    fn selection_follows_weights_exactly_over_a_cycle() {
-        let pool = Pool::new_for_test(&upstream(&[1, 2, 3]));
-        let mut counts = [0; 3];
-        for _ in 0..600 {
-            counts[pool.select(b"", &[]).unwrap()] += 1;
-        }
-        assert_eq!(counts, [100, 200, 300]);
-    }
-
-    #[test]
-    fn tried_servers_are_skipped_in_every_mode() {
-        for balance in [
-            Balance::RoundRobin,
-            Balance::LeastConn,
-            Balance::IpHash,
-            Balance::Random,
-        ] {
-            let pool = Pool::new_for_test(&upstream_with(balance, &[1, 2, 3]));
-            for key in [&b"10.0.0.1"[..], b"10.0.0.2", b"x"] {
-                let first = pool.select(key, &[]).unwrap();
-                let second = pool.select(key, &[first]).unwrap();
-                assert_ne!(first, second, "{balance:?}");
-                let third = pool.select(key, &[first, second]).unwrap();
-                assert!(third != first && third != second, "{balance:?}");
-                assert_eq!(pool.select(key, &[0, 1, 2]), None, "{balance:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn least_conn_follows_the_guards() {
-        let pool = Pool::new_for_test(&upstream_with(Balance::LeastConn, &[1, 1]));
-        let busy = pool.enter(0);
-        assert_eq!(pool.select(b"", &[]), Some(1));
-        assert_eq!(pool.select(b"", &[]), Some(1));
-        drop(busy);
-        let both: std::collections::HashSet<_> =
-            (0..4).map(|_| pool.select(b"", &[]).unwrap()).collect();
-        assert_eq!(both.len(), 2);
-    }
-
-    #[test]
-    fn ip_hash_is_sticky_and_random_is_weighted() {
-        let pool = Pool::new_for_test(&upstream_with(Balance::IpHash, &[1, 1, 1]));
-        let first = pool.select(b"192.0.2.7", &[]).unwrap();
-        assert!((0..50).all(|_| pool.select(b"192.0.2.7", &[]) == Some(first)));
-
-        let pool = Pool::new_for_test(&upstream_with(Balance::Random, &[1, 3]));
-        let heavy = (0..4000)
-            .filter(|_| pool.select(b"", &[]) == Some(1))
-            .count();
-        assert!((2800..=3200).contains(&heavy), "{heavy} of 4000");
-    }
-
-    #[tokio::test]
-    async fn moved_host_names_are_followed() {
-        let mut upstream = upstream_with(Balance::RoundRobin, &[1, 1]);
-        upstream.servers[1].host = "app2.internal".into();
-        upstream.servers[1].addr = "app2.internal:9002".into();
-        let pool = Pool::new_for_test(&upstream);
-        assert_eq!(
-            pool.resolve_interval(),
-            Some(std::time::Duration::from_secs(30))
-        );
-        let moved: SocketAddr = "127.0.0.1:9102".parse().unwrap();
-        pool.refresh_addresses_with(|host, port| async move {
-            assert_eq!(
-                (host.as_str(), port),
-                ("app2.internal", 9002),
-                "IPs are not looked up"
-            );
-            Ok(vec!["[::1]:9102".parse().unwrap(), moved])
-        })
-        .await;
-        assert_eq!(pool.address(1), moved, "IPv4 preferred");
-        assert_eq!(pool.address(0).to_string(), "127.0.0.1:9001");
-        // The balancer picks the server at its new address.
-        let picks: std::collections::HashSet<usize> =
-            (0..4).map(|_| pool.select(b"", &[]).unwrap()).collect();
-        assert_eq!(picks.len(), 2);
-        assert_eq!(pool.select(b"", &[0]), Some(1));
-
-        // A failed lookup or one landing on another server's address keeps the old one.
-        pool.refresh_addresses_with(|_, _| async { Err(std::io::Error::other("no such host")) })
-            .await;
-        assert_eq!(pool.address(1), moved);
-        pool.refresh_addresses_with(|_, _| async { Ok(vec!["127.0.0.1:9001".parse().unwrap()]) })
-            .await;
-        assert_eq!(pool.address(1), moved);
-    }
-
-    #[test]
-    fn ip_only_pools_need_no_resolution() {
-        assert_eq!(Pool::new_for_test(&upstream(&[1])).resolve_interval(), None);
-    }
-
-    #[test]
-    fn a_single_server_pool_works_in_every_mode() {
-        for balance in [
-            Balance::RoundRobin,
-            Balance::LeastConn,
-            Balance::IpHash,
-            Balance::Random,
-        ] {
-            let pool = Pool::new_for_test(&upstream_with(balance, &[5]));
-            assert_eq!(pool.select(b"k", &[]), Some(0), "{balance:?}");
-            assert_eq!(pool.select(b"k", &[0]), None, "{balance:?}");
-        }
-    }
-
-    #[test]
-    fn servers_carry_their_identity_headers() {
-        let pool = Pool::new_for_test(&upstream(&[1, 1]));
-        let s = &pool.servers()[1];
-        assert_eq!(s.served_by, "127.0.0.1:9002");
-        assert_eq!(s.instance_id, "2");
-        let peer = s.peer(pool.address(1));
-        assert_eq!(
-            peer.options.connection_timeout,
-            Some(Timeouts::DEFAULT.connect)
-        );
-        assert_eq!(peer._address.to_string(), "127.0.0.1:9002");
-    }
-}
+mod tests;

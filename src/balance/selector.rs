@@ -1,14 +1,14 @@
-//! The [`BackendSelection`] of every upstream: one of the four `balance:` algorithms.
+//! The [`BackendSelection`] of every upstream: one of the `balance:` algorithms.
 //!
 //! Pingora's `LoadBalancer` is generic over one selection type; making that type an enum keeps
-//! one pool type for all upstreams. Ketama hashing and weighted random are Pingora's own.
+//! one pool type for all upstreams. Ketama hashing and weighted random are Pingora's own;
+//! `least_time` draws its two candidates by weighted random and compares them in the pool.
 
 use super::least_conn::{LeastConn, LeastConnIter};
 use super::smooth::{SmoothIter, SmoothWeighted};
 use super::Addresses;
 use crate::config::Balance;
 use crate::sync::inflight::Inflight;
-use arc_swap::ArcSwap;
 use pingora::lb::selection::consistent::{KetamaHashing, OwnedNodeIterator};
 use pingora::lb::selection::weighted::WeightedIterator;
 use pingora::lb::selection::{algorithms, BackendIter, BackendSelection, Random};
@@ -22,7 +22,7 @@ pub(super) struct SelectorConfig {
     /// The algorithm.
     pub balance: Balance,
     /// Where each server is now, to map backends to servers.
-    pub addresses: Arc<ArcSwap<Addresses>>,
+    pub addresses: Arc<Addresses>,
     /// Every server's in-flight counter, by server index.
     pub inflight: Vec<Inflight>,
 }
@@ -56,7 +56,7 @@ impl BackendSelection for Selector {
     type Config = SelectorConfig;
 
     fn build_with_config(backends: &BTreeSet<Backend>, config: &SelectorConfig) -> Self {
-        let addresses = config.addresses.load();
+        let addresses = &config.addresses;
         let mut ordered: Vec<(usize, Backend)> = backends
             .iter()
             .filter_map(|b| Some((addresses.index_of(b)?, b.clone())))
@@ -74,7 +74,7 @@ impl BackendSelection for Selector {
                 Self::LeastConn(Arc::new(LeastConn::new(backends, counters)))
             }
             Balance::IpHash => Self::Hash(Arc::new(KetamaHashing::build(backends))),
-            Balance::Random => Self::Random(Arc::new(Random::build(backends))),
+            Balance::Random | Balance::LeastTime => Self::Random(Arc::new(Random::build(backends))),
         }
     }
 

@@ -1,21 +1,26 @@
-//! One server of an upstream: its config, its live state, its metric children, and the
-//! connection settings of a request to it.
+//! One server of an upstream, that is one address of a `servers` entry: its config, its live
+//! state, its metric children, and the connection settings of a request to it.
 
 use super::state::ServerState;
 use crate::config::{Upstream, UpstreamServer};
 use crate::metrics::handles::ServerMetrics;
+use crate::metrics::Metrics;
 use http::HeaderValue;
-use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::{HttpPeer, PeerOptions};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// A server with everything a request needs from it prepared at load time.
+/// A server with everything a request needs from it prepared when its pool is built.
 pub(crate) struct Server {
-    /// The server as configured.
+    /// The `servers` entry it comes from.
     pub config: UpstreamServer,
-    /// `X-Served-By` value.
+    /// Where it is.
+    pub address: SocketAddr,
+    /// How it is named in metrics, `/status` and the access log: the entry's `addr` for an
+    /// IP, the address for a host name (as nginx's `$upstream_addr`).
+    pub name: String,
+    /// `X-Served-By` value: [`Server::name`].
     pub served_by: HeaderValue,
     /// `X-Instance-ID` value.
     pub instance_id: HeaderValue,
@@ -23,16 +28,24 @@ pub(crate) struct Server {
     pub state: Arc<ServerState>,
     /// Metric children.
     pub metrics: ServerMetrics,
-    /// The connection settings, built once; each request clones them and sets the address.
+    /// The connection settings, built once; each request clones them.
     peer: HttpPeer,
 }
 
+/// What a server keeps from the server it replaces in a new pool (same entry, same address).
+pub(super) struct Kept {
+    pub state: Arc<ServerState>,
+    pub instance_id: HeaderValue,
+}
+
 impl Server {
+    /// The server at `address` of entry `config`; `instance_id` is its `X-Instance-ID`.
     pub(super) fn new(
         config: &UpstreamServer,
+        address: SocketAddr,
         upstream: &Upstream,
-        metrics: ServerMetrics,
-        state: Option<Arc<ServerState>>,
+        metrics: &Metrics,
+        kept: Kept,
     ) -> Self {
         let timeouts = &upstream.timeouts;
         let mut peer_options = PeerOptions::new();
@@ -44,29 +57,38 @@ impl Server {
         peer_options.read_timeout = Some(timeouts.read);
         peer_options.write_timeout = Some(timeouts.write);
         peer_options.idle_timeout = Some(timeouts.idle);
-        let unresolved = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut peer = HttpPeer::new(unresolved, false, String::new());
+        let mut peer = HttpPeer::new(address, false, String::new());
         peer.options = peer_options;
+        let name = if config.has_host_name() {
+            address.to_string()
+        } else {
+            config.addr.clone()
+        };
         Self {
-            served_by: header_value(&config.addr),
-            instance_id: header_value(&config.id),
-            state: state.unwrap_or_default(),
-            metrics,
+            served_by: header_value(&name),
+            instance_id: kept.instance_id,
+            state: kept.state,
+            metrics: ServerMetrics::new(metrics, &upstream.name, &name),
             config: config.clone(),
+            address,
+            name,
             peer,
         }
     }
 
-    /// The connection settings for a request to this server at `addr`.
-    pub(crate) fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
-        let mut peer = Box::new(self.peer.clone());
-        peer._address = PeerAddr::Inet(addr);
-        peer
+    /// The connection settings for a request to this server.
+    pub(crate) fn peer(&self) -> Box<HttpPeer> {
+        Box::new(self.peer.clone())
     }
+}
 
-    /// Whether `addr` names a host to resolve rather than an IP.
-    pub(super) fn has_host_name(&self) -> bool {
-        self.config.host.parse::<IpAddr>().is_err()
+/// The `X-Instance-ID` of a server joining at `address`: the entry's id while its name stands
+/// for one address, else the id and the IP (`app-10.0.0.3`), distinct per address.
+pub(super) fn instance_id(config: &UpstreamServer, address: SocketAddr) -> HeaderValue {
+    if config.addresses.len() > 1 {
+        header_value(&format!("{}-{}", config.id, address.ip()))
+    } else {
+        header_value(&config.id)
     }
 }
 

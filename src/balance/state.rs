@@ -1,6 +1,7 @@
 //! What is known about one server while it runs: requests in flight, active health, passive
 //! failures. The request path reads it with atomic loads; only failures and probes write.
 
+use super::latency::PeakEwma;
 use crate::sync::inflight::Inflight;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,9 +16,24 @@ pub(crate) struct ServerState {
     pub health: ActiveHealth,
     /// Failures seen by requests.
     pub passive: PassiveFailures,
+    /// Response time, for `least_time`.
+    pub latency: PeakEwma,
 }
 
 impl ServerState {
+    /// The state of a server that joins a running pool: with a health check, it gets no
+    /// request before its first probe passes.
+    pub(crate) fn joining(checked: bool) -> Self {
+        Self {
+            health: if checked {
+                ActiveHealth::pending()
+            } else {
+                ActiveHealth::default()
+            },
+            ..Self::default()
+        }
+    }
+
     /// Whether new requests may go to the server.
     pub(crate) fn ready(&self) -> bool {
         self.health.is_up() && !self.passive.is_failed()
@@ -56,6 +72,14 @@ impl Default for ActiveHealth {
 }
 
 impl ActiveHealth {
+    /// Down until a first probe passes.
+    fn pending() -> Self {
+        Self {
+            up: AtomicBool::new(false),
+            ..Self::default()
+        }
+    }
+
     /// Whether the server is up.
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)

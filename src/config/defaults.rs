@@ -27,6 +27,10 @@ pub(super) const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_RETRIES: u32 = 2;
 /// `resolve_interval` of an upstream.
 pub(super) const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+/// `least_time_decay` of an upstream: short enough that a server passed over for being 40
+/// times slower than another is tried again within about two seconds, long enough to
+/// smooth the answers of a busy server.
+pub(super) const DEFAULT_LEAST_TIME_DECAY: Duration = Duration::from_millis(500);
 /// `stream_idle_timeout` of an SSE route.
 pub(super) const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `cache.max_size`.

@@ -4,7 +4,7 @@
 use super::values::{
     ByteSize, DurationValue, HashKeyValue, HostPort, Label, ListenAddr, MaxBody, Weight,
 };
-use super::{AccessLogFormat, Balance, CheckKind, WhenAllDown, WhenFull};
+use super::{AccessLogFormat, Balance, CheckKind, Resolve, WhenAllDown, WhenFull};
 use crate::net::Cidr;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -94,6 +94,7 @@ pub(super) struct FileUpstream {
     #[serde(default)]
     pub when_all_down: WhenAllDown,
     pub resolve_interval: Option<DurationValue>,
+    pub least_time_decay: Option<DurationValue>,
     #[serde(default)]
     pub http2: bool,
     pub servers: Vec<FileServerEntry>,
@@ -114,6 +115,8 @@ pub(super) struct FileServerEntry {
     pub fail_timeout: Option<DurationValue>,
     #[serde(default)]
     pub backup: bool,
+    #[serde(default)]
+    pub resolve: Resolve,
 }
 
 /// `upstreams.NAME.health_check:`

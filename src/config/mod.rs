@@ -21,7 +21,7 @@ pub(crate) use settings::{
     ProcessSettings, ServerSettings, Tls, WhenFull,
 };
 pub(crate) use upstream::{
-    Balance, CheckKind, HashKey, HealthCheck, Probe, Timeouts, Upstream, UpstreamServer,
+    Balance, CheckKind, HashKey, HealthCheck, Probe, Resolve, Timeouts, Upstream, UpstreamServer,
     WhenAllDown,
 };
 
@@ -86,15 +86,32 @@ impl Config {
     }
 }
 
-/// The address used for a name with several: the first IPv4 one, as most container and EC2
-/// networks are IPv4, else the first.
-pub(crate) fn preferred_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
-    let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
+/// The servers a name's addresses make under `resolve`: `all` takes each once, sorted (IPv4
+/// first), so that a DNS server rotating its answers changes nothing; `first` takes the first
+/// IPv4 one, as most container and EC2 networks are IPv4, else the first.
+pub(crate) fn chosen_addresses(
+    resolve: Resolve,
+    addrs: impl IntoIterator<Item = SocketAddr>,
+) -> Vec<SocketAddr> {
+    let mut all: Vec<SocketAddr> = Vec::new();
+    for addr in addrs {
+        if !all.contains(&addr) {
+            all.push(addr);
+        }
+    }
+    match resolve {
+        Resolve::All => {
+            all.sort();
+            all
+        }
+        Resolve::First => all
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(all.first())
+            .copied()
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// Whether loading a config looks server host names up.

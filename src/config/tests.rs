@@ -114,10 +114,12 @@ routes:
         app.servers[1].addr, "localhost:8002",
         "kept as written for X-Served-By"
     );
+    let resolved = &app.servers[1].addresses;
     assert!(
-        app.servers[1].socket_addr.ip().is_loopback(),
-        "host names are resolved"
+        !resolved.is_empty() && resolved.iter().all(|a| a.ip().is_loopback()),
+        "host names are resolved: {resolved:?}"
     );
+    assert_eq!(app.servers[1].resolve, Resolve::All);
     assert_eq!(config.routes[0].host.as_deref(), Some("api.example.com"));
     assert_eq!(config.routes[0].upstream, 0);
 }
@@ -410,6 +412,7 @@ fn every_balance_mode_is_accepted() {
         ("least_conn", Balance::LeastConn),
         ("ip_hash", Balance::IpHash),
         ("random", Balance::Random),
+        ("least_time", Balance::LeastTime),
     ] {
         let config =
             parse_ok(&MINIMAL.replace("  app:\n", &format!("  app:\n    balance: {text}\n")));
@@ -893,8 +896,8 @@ fn names_are_left_alone_when_not_looked_up() {
     let config = parse_with(Path::new("test.yaml"), &yaml, NameLookup::Skip).unwrap();
     let servers = &config.upstreams[0].servers;
     assert_eq!(servers[0].host, "app1.invalid");
-    assert!(servers[0].socket_addr.ip().is_unspecified());
-    assert_eq!(servers[2].socket_addr, "10.0.1.5:8000".parse().unwrap());
+    assert!(servers[0].addresses[0].ip().is_unspecified());
+    assert_eq!(servers[2].addresses, ["10.0.1.5:8000".parse().unwrap()]);
     // Literal addresses are still compared.
     let twice = yaml.replace("app2.invalid:8000", "10.0.1.5:8000");
     let err = parse_with(Path::new("test.yaml"), &twice, NameLookup::Skip).unwrap_err();
@@ -1059,5 +1062,43 @@ fn metrics_default_to_loopback_and_read_allow() {
         &format!("metrics: {{ allow: [10.0.0.1/8] }}\n{MINIMAL}"),
         "metrics.allow[0]",
         "10.0.0.0/8",
+    );
+}
+
+#[test]
+fn resolve_and_least_time_are_read_and_checked() {
+    let yaml = MINIMAL
+        .replace(
+            "      - addr: 127.0.0.1:8001\n",
+            "      - { addr: \"localhost:8001\", resolve: first }\n",
+        )
+        .replace(
+            "  app:\n",
+            "  app:\n    balance: least_time\n    least_time_decay: 3s\n",
+        );
+    let config = parse(Path::new("test.yaml"), &yaml).unwrap();
+    let app = &config.upstreams[0];
+    assert_eq!(app.balance, Balance::LeastTime);
+    assert_eq!(app.least_time_decay, Duration::from_secs(3));
+    assert_eq!(app.servers[0].resolve, Resolve::First);
+    assert_eq!(app.servers[0].addresses.len(), 1);
+    assert_eq!(
+        parse(Path::new("test.yaml"), MINIMAL).unwrap().upstreams[0].least_time_decay,
+        Duration::from_millis(500)
+    );
+    assert_err(
+        &yaml.replace("resolve: first", "resolve: every"),
+        "upstreams.app.servers[0].resolve",
+        "unknown variant `every`",
+    );
+    assert_err(
+        &yaml.replace("    balance: least_time\n", ""),
+        "upstreams.app.least_time_decay",
+        "only applies to `balance: least_time`",
+    );
+    assert_err(
+        &yaml.replace("3s", "0s"),
+        "upstreams.app.least_time_decay",
+        "",
     );
 }

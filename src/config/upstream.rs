@@ -18,6 +18,22 @@ pub enum Balance {
     IpHash,
     /// Weighted random.
     Random,
+    /// The faster of two servers drawn at random by weight: each server's decaying peak
+    /// EWMA of its response-header time, times its requests in flight plus one, over its
+    /// weight.
+    LeastTime,
+}
+
+/// Which addresses of a server's host name become servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolve {
+    /// Every address, IPv4 and IPv6: one server each, as nginx and HAProxy's
+    /// `server-template` do.
+    #[default]
+    All,
+    /// The first IPv4 address, else the first: one server.
+    First,
 }
 
 /// What `ip_hash` hashes.
@@ -40,6 +56,7 @@ impl Balance {
             Self::LeastConn => "least_conn",
             Self::IpHash => "ip_hash",
             Self::Random => "random",
+            Self::LeastTime => "least_time",
         }
     }
 }
@@ -115,6 +132,8 @@ pub struct Upstream {
     pub when_all_down: WhenAllDown,
     /// How often server host names are resolved again.
     pub resolve_interval: Duration,
+    /// `least_time`: the time over which a server's response-time estimate decays.
+    pub least_time_decay: Duration,
     /// Speak HTTP/2 to the servers over plain TCP (h2c, prior knowledge), e.g. for gRPC.
     pub http2: bool,
     /// Servers in file order.
@@ -156,8 +175,11 @@ pub struct UpstreamServer {
     pub host: String,
     /// The port part of `addr`.
     pub port: u16,
-    /// The address it resolved to when the config was loaded.
-    pub socket_addr: SocketAddr,
+    /// Which of the name's addresses become servers.
+    pub resolve: Resolve,
+    /// The addresses it stood for when the config was loaded: the IP it names, or what its
+    /// host name resolved to (the unspecified address when names were not looked up).
+    pub addresses: Vec<SocketAddr>,
     /// Sent as `X-Instance-ID`.
     pub id: String,
     /// Relative share of requests.
@@ -168,4 +190,11 @@ pub struct UpstreamServer {
     pub fail_timeout: Duration,
     /// Used only when no other server is ready.
     pub backup: bool,
+}
+
+impl UpstreamServer {
+    /// Whether `addr` names a host to resolve rather than an IP.
+    pub fn has_host_name(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_err()
+    }
 }

@@ -59,9 +59,8 @@ async fn check_server(pool: Arc<Pool>, server: usize) {
     let Some(check) = pool.health_check() else {
         return;
     };
-    let address = pool.address(server);
     let server = &pool.servers()[server];
-    let result = match probe::run(&check.probe, address, &server.config.addr, check.timeout).await {
+    let result = match probe::run(&check.probe, server.address, &server.name, check.timeout).await {
         Ok(()) => Ok(()),
         Err(Failed::Server(why)) => Err(why),
         Err(Failed::Local(why)) => {
@@ -70,7 +69,7 @@ async fn check_server(pool: Arc<Pool>, server: usize) {
             log::warn!(
                 "upstream {}: server {} not checked, this host could not open a socket: {why}",
                 pool.name(),
-                server.config.addr
+                server.name
             );
             server
                 .state
@@ -96,7 +95,7 @@ async fn check_server(pool: Arc<Pool>, server: usize) {
             log::info!(
                 "upstream {}: server {} is up ({} successful check(s))",
                 pool.name(),
-                server.config.addr,
+                server.name,
                 check.rise
             )
         }
@@ -106,7 +105,7 @@ async fn check_server(pool: Arc<Pool>, server: usize) {
                 log::info!(
                     "upstream {}: server {} is down: {why}",
                     pool.name(),
-                    server.config.addr,
+                    server.name,
                 );
             }
         }

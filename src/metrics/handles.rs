@@ -73,6 +73,26 @@ impl ServerMetrics {
     pub(crate) fn failure(&self, reason: FailureReason) {
         self.failures[reason as usize].inc();
     }
+
+    /// Drops the series of `backend` of `upstream`, a server that is gone (an address its
+    /// name no longer has), so that churning addresses do not pile up series.
+    pub(crate) fn forget(metrics: &Metrics, upstream: &str, backend: &str) {
+        // A series never created is not there to remove: the errors say nothing.
+        let _ = metrics
+            .upstream_response
+            .remove_label_values(&[upstream, backend]);
+        for reason in FailureReason::ALL {
+            let _ =
+                metrics
+                    .upstream_failures
+                    .remove_label_values(&[upstream, backend, reason.label()]);
+        }
+        for result in ["ok", "fail"] {
+            let _ = metrics
+                .health_checks
+                .remove_label_values(&[upstream, backend, result]);
+        }
+    }
 }
 
 /// `edgeproxy_requests_total` for one route, upstream and backend: a slot per status code,
@@ -100,6 +120,23 @@ impl CodeCounters {
             (OTHER_SLOT, 0)
         };
         self.slots[slot].get_or_init(|| self.child(code)).inc();
+    }
+
+    /// Drops the series counted so far, for a server that is gone.
+    pub(crate) fn forget(&self) {
+        let [route, upstream, backend] = &self.labels;
+        for (slot, counter) in self.slots.iter().enumerate() {
+            if counter.get().is_some() {
+                let code = if slot == OTHER_SLOT {
+                    0
+                } else {
+                    slot as u16 + CODES.start()
+                };
+                let _ =
+                    self.family
+                        .remove_label_values(&[route, upstream, backend, &code.to_string()]);
+            }
+        }
     }
 
     fn child(&self, code: u16) -> IntCounter {

@@ -182,7 +182,7 @@ fn add_background_services(
     ));
     server.add_service(background_service(
         "name resolution",
-        Resolver::new(Arc::clone(live)),
+        Resolver::new(Arc::clone(live), Arc::clone(metrics)),
     ));
     server.add_service(background_service(
         "config reload",

@@ -55,7 +55,7 @@ pub(super) fn finish(session: &mut Session, ctx: &RequestCtx, access_log: &Acces
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
         upstream: ctx.pool().map_or("", Pool::name),
-        backend: server.map_or("", |s| s.config.addr.as_str()),
+        backend: server.map_or("", |s| s.name.as_str()),
         instance: server.map_or("", |s| s.config.id.as_str()),
         upstream_time: ctx.upstream_time,
         request_time: ctx.started.elapsed(),

@@ -37,7 +37,7 @@ pub(super) fn pick(
         };
         return Error::e_explain(ErrorType::HTTPStatus(status), "no server left to try");
     };
-    let mut peer = pool.servers()[index].peer(pool.address(index));
+    let mut peer = pool.servers()[index].peer();
     peer.options.drop_header_case = drop_header_case;
     if let Some(route) = ctx.route().filter(|r| r.sse) {
         // An event stream may be quiet for long; read_timeout is for ordinary answers.
@@ -59,12 +59,14 @@ pub(super) fn pick(
 pub(super) fn received(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
     hop_by_hop::strip(response);
-    if let Some(server) = ctx.server() {
+    if let (Some(pool), Some(index)) = (ctx.pool(), ctx.server) {
+        let server = &pool.servers()[index];
         if let Some(elapsed) = ctx.upstream_time {
             server
                 .metrics
                 .upstream_seconds
                 .observe(elapsed.as_secs_f64());
+            pool.observe_response_time(index, elapsed);
         }
         if response.status.is_server_error() {
             server.metrics.failure(FailureReason::Http5xx);

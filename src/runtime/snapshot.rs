@@ -6,7 +6,7 @@
 use crate::balance::Pool;
 use crate::config::{Config, Route};
 use crate::limits::rate_limit::RateLimiter;
-use crate::metrics::handles::RouteMetrics;
+use crate::metrics::handles::{RouteMetrics, ServerMetrics};
 use crate::metrics::Metrics;
 use crate::runtime::router::Router;
 use arc_swap::ArcSwap;
@@ -54,8 +54,8 @@ pub(crate) struct RequestLimitCounters {
 
 impl Snapshot {
     /// Prepares the router, the server pools and their metric children. Servers that were in
-    /// `previous` under the same upstream and `addr` keep their live state (health, failures,
-    /// requests in flight).
+    /// `previous` under the same upstream, entry and address keep their live state (health,
+    /// failures, requests in flight, response times).
     pub(crate) fn new(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
         let pools: Vec<Arc<Pool>> = config
             .upstreams
@@ -70,11 +70,11 @@ impl Snapshot {
             .iter()
             .map(|route| {
                 let upstream = config.route_upstream(route);
-                let backends: Vec<&str> =
-                    upstream.servers.iter().map(|s| s.addr.as_str()).collect();
+                let pool = &pools[route.upstream];
+                let backends: Vec<&str> = pool.servers().iter().map(|s| s.name.as_str()).collect();
                 RouteState {
                     route: route.clone(),
-                    pool: Arc::clone(&pools[route.upstream]),
+                    pool: Arc::clone(pool),
                     metrics: RouteMetrics::new(
                         metrics,
                         &RouteMetrics::label(route),
@@ -86,6 +86,9 @@ impl Snapshot {
                 }
             })
             .collect();
+        if let Some(previous) = previous {
+            forget_gone_servers(previous, &pools, metrics);
+        }
         Self {
             // Built from the same list, in the same order, as `routes`.
             router: Router::new(&config.routes),
@@ -97,6 +100,32 @@ impl Snapshot {
                 max_body: metrics.limited.with_label_values(&["max_body"]),
             },
             config,
+        }
+    }
+}
+
+/// Drops the metric series of the servers of `previous` that `pools` no longer has (by
+/// upstream and server name): addresses a name lost, servers a reload removed.
+fn forget_gone_servers(previous: &Snapshot, pools: &[Arc<Pool>], metrics: &Metrics) {
+    let stays = |upstream: &str, server: &str| {
+        pools
+            .iter()
+            .filter(|p| p.name() == upstream)
+            .any(|p| p.servers().iter().any(|s| s.name == server))
+    };
+    for pool in &previous.pools {
+        for server in pool.servers() {
+            if !stays(pool.name(), &server.name) {
+                ServerMetrics::forget(metrics, pool.name(), &server.name);
+            }
+        }
+    }
+    for route in &previous.routes {
+        let servers = route.pool.servers();
+        for (server, counters) in servers.iter().zip(&route.metrics.by_server) {
+            if !stays(route.pool.name(), &server.name) {
+                counters.forget();
+            }
         }
     }
 }
@@ -143,6 +172,17 @@ impl LiveSnapshot {
     pub(crate) fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Publishes `snapshot` in place of `expected`, unless another replaced it first (a
+    /// reload, say, whose config must not be undone); whether it did.
+    pub(crate) fn replace(&self, expected: &Arc<Snapshot>, snapshot: Snapshot) -> bool {
+        let previous = self.current.compare_and_swap(expected, Arc::new(snapshot));
+        if !Arc::ptr_eq(&previous, expected) {
+            return false;
+        }
+        self.generation.send_modify(|g| *g += 1);
+        true
     }
 
     /// A receiver that changes on each [`LiveSnapshot::store`].

@@ -136,7 +136,12 @@ impl Drop for ChildGuard {
 /// None if nothing answered within 5 s (more than any backend `--delay` a test uses). Used only
 /// to wait for readiness.
 pub fn probe_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    probe_status_at("127.0.0.1", port, path)
+}
+
+/// [`probe_status`] of a server on another loopback address.
+pub fn probe_status_at(ip: &str, port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect((ip, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
@@ -150,9 +155,21 @@ pub fn probe_status(port: u16, path: &str) -> Option<u16> {
 
 /// Waits until `path` answers with `status`, or with anything if `status` is None.
 pub fn wait_ready(child: &mut ChildGuard, port: u16, path: &str, status: Option<u16>, what: &str) {
+    wait_ready_at(child, "127.0.0.1", port, path, status, what)
+}
+
+/// [`wait_ready`] for a server on another loopback address.
+fn wait_ready_at(
+    child: &mut ChildGuard,
+    ip: &str,
+    port: u16,
+    path: &str,
+    status: Option<u16>,
+    what: &str,
+) {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
-        if let Some(got) = probe_status(port, path) {
+        if let Some(got) = probe_status_at(ip, port, path) {
             if status.is_none_or(|want| want == got) {
                 return;
             }
@@ -175,7 +192,9 @@ fn announced_metrics_port(log: &str) -> Option<u16> {
 
 /// A demo backend process.
 pub struct Backend {
-    /// Its port on 127.0.0.1.
+    /// Its IP, 127.0.0.1 unless started with [`Backend::start_at`].
+    pub ip: String,
+    /// Its port.
     pub port: u16,
     /// Its instance id.
     pub id: String,
@@ -196,17 +215,23 @@ impl Backend {
 
     /// Starts `edgeproxy-demo` on a given port, e.g. to bring a killed backend back.
     pub fn start_on(port: u16, id: &str, args: &[&str]) -> Backend {
+        Self::start_at("127.0.0.1", port, id, args)
+    }
+
+    /// Starts `edgeproxy-demo` on another loopback address, such as 127.0.0.2.
+    pub fn start_at(ip: &str, port: u16, id: &str, args: &[&str]) -> Backend {
         let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_edgeproxy-demo"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--id", id])
+            .args(["--listen", &format!("{ip}:{port}"), "--id", id])
             .args(args)
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("log file"))
             .spawn()
             .expect("edgeproxy-demo starts");
         let mut child = ChildGuard(child);
-        wait_ready(&mut child, port, "/health", Some(200), "demo backend");
+        wait_ready_at(&mut child, ip, port, "/health", Some(200), "demo backend");
         Backend {
+            ip: ip.to_string(),
             port,
             id: id.to_string(),
             child,
@@ -219,9 +244,9 @@ impl Backend {
         read_log(self.log.path())
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// Kills the backend now.
@@ -259,10 +284,21 @@ impl Proxy {
         Self::start_limited(server, body, Some((soft, hard)))
     }
 
+    /// Starts edgeproxy like [`Proxy::start`] in a mount namespace of its own where `hosts`
+    /// is `/etc/hosts`: the test drives what the proxy's host names resolve to by writing
+    /// that file (in place, so that the bind mount keeps following it).
+    pub fn start_with_hosts(body: &str, hosts: &Path) -> Proxy {
+        let port = free_port();
+        let head = format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n");
+        let mut proxy = Self::launch(port, &format!("{head}{body}"), None, Some(hosts));
+        proxy.head = head;
+        proxy
+    }
+
     fn start_limited(server: &str, body: &str, fd_limit: Option<(u64, u64)>) -> Proxy {
         let port = free_port();
         let head = format!("server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n{server}\n");
-        let mut proxy = Self::launch(port, &format!("{head}{body}"), fd_limit);
+        let mut proxy = Self::launch(port, &format!("{head}{body}"), fd_limit, None);
         proxy.head = head;
         proxy
     }
@@ -274,16 +310,33 @@ impl Proxy {
 
     /// Starts edgeproxy with a complete config that listens on `port`.
     pub fn start_config(port: u16, config: &str) -> Proxy {
-        Self::launch(port, config, None)
+        Self::launch(port, config, None, None)
     }
 
-    fn launch(port: u16, config: &str, fd_limit: Option<(u64, u64)>) -> Proxy {
+    fn launch(
+        port: u16,
+        config: &str,
+        fd_limit: Option<(u64, u64)>,
+        hosts: Option<&Path>,
+    ) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("edgeproxy.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let log = File::create(dir.path().join("stderr.log")).expect("log file");
         let access_log = File::create(dir.path().join("stdout.log")).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edgeproxy"));
+        let mut command = match hosts {
+            None => Command::new(env!("CARGO_BIN_EXE_edgeproxy")),
+            Some(hosts) => {
+                // unshare execs sh, which execs edgeproxy: the child's pid stays the proxy's.
+                let mut command = Command::new("unshare");
+                command
+                    .args(["--mount", "sh", "-c"])
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(hosts)
+                    .arg(env!("CARGO_BIN_EXE_edgeproxy"));
+                command
+            }
+        };
         command
             .arg("-c")
             .arg(&config_path)

@@ -2,12 +2,12 @@
 
 use super::{check_path, positive};
 use crate::config::defaults::{
-    DEFAULT_FAIL_TIMEOUT, DEFAULT_MAX_FAILS, DEFAULT_RESOLVE_INTERVAL, DEFAULT_RETRIES,
+    DEFAULT_FAIL_TIMEOUT, DEFAULT_LEAST_TIME_DECAY, DEFAULT_MAX_FAILS, DEFAULT_RESOLVE_INTERVAL,
+    DEFAULT_RETRIES,
 };
 use crate::config::file::{FileHealthCheck, FileServerEntry, FileUpstream};
-use crate::config::values::HostPort;
 use crate::config::{
-    Balance, CheckKind, ConfigError, HealthCheck, NameLookup, Probe, Timeouts, Upstream,
+    Balance, CheckKind, ConfigError, HealthCheck, NameLookup, Probe, Resolve, Timeouts, Upstream,
     UpstreamServer,
 };
 use std::collections::{HashMap, HashSet};
@@ -27,6 +27,12 @@ pub(super) fn upstream_settings(
         return Err(ConfigError::at_key(
             format!("{key}.hash_key"),
             "hash_key only applies to `balance: ip_hash`; remove it or set the balance",
+        ));
+    }
+    if file.least_time_decay.is_some() && file.balance != Balance::LeastTime {
+        return Err(ConfigError::at_key(
+            format!("{key}.least_time_decay"),
+            "least_time_decay only applies to `balance: least_time`; remove it or set the balance",
         ));
     }
     if file.servers.is_empty() {
@@ -67,6 +73,11 @@ pub(super) fn upstream_settings(
             &format!("{key}.resolve_interval"),
             file.resolve_interval,
             DEFAULT_RESOLVE_INTERVAL,
+        )?,
+        least_time_decay: positive(
+            &format!("{key}.least_time_decay"),
+            file.least_time_decay,
+            DEFAULT_LEAST_TIME_DECAY,
         )?,
         servers,
         timeouts,
@@ -115,19 +126,17 @@ fn server(
     names: NameLookup,
     seen: &mut SeenServers,
 ) -> Result<UpstreamServer, ConfigError> {
-    let socket_addr = socket_addr(server_key, &entry.addr, names)?;
-    let known = !socket_addr.ip().is_unspecified();
-    let earlier = known
-        .then(|| seen.sockets.insert(socket_addr, entry.addr.text.clone()))
-        .flatten();
-    if let Some(other) = earlier {
-        return Err(ConfigError::at_key(
-            format!("{server_key}.addr"),
-            format!(
-                "`{}` is the same server as `{other}` ({socket_addr}); list each server once and use weight to give it more traffic",
-                entry.addr.text
-            ),
-        ));
+    let addresses = addresses(server_key, &entry, names)?;
+    for &address in addresses.iter().filter(|a| !a.ip().is_unspecified()) {
+        if let Some(other) = seen.sockets.insert(address, entry.addr.text.clone()) {
+            return Err(ConfigError::at_key(
+                format!("{server_key}.addr"),
+                format!(
+                    "`{}` is the same server as `{other}` ({address}); list each server once and use weight to give it more traffic",
+                    entry.addr.text
+                ),
+            ));
+        }
     }
     let id = entry.id.map_or_else(|| (index + 1).to_string(), |l| l.0);
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
@@ -154,7 +163,8 @@ fn server(
         host: entry.addr.host,
         port: entry.addr.port,
         addr: entry.addr.text,
-        socket_addr,
+        resolve: entry.resolve,
+        addresses,
         id,
         weight: entry.weight.map_or(1, |w| w.0),
         max_fails,
@@ -163,31 +173,35 @@ fn server(
     })
 }
 
-/// The address a server's `addr` stands for: the IP it names, or the one its host name
-/// resolves to (unspecified when names are not looked up, as `check --offline` does).
-fn socket_addr(
+/// The addresses a server's `addr` stands for: the IP it names, or those its host name
+/// resolves to under its `resolve` (unspecified when names are not looked up, as `check
+/// --offline` does).
+fn addresses(
     server_key: &str,
-    addr: &HostPort,
+    entry: &FileServerEntry,
     names: NameLookup,
-) -> Result<SocketAddr, ConfigError> {
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let addr = &entry.addr;
     let literal = addr.host.parse::<IpAddr>().ok();
     match (literal, names) {
-        (Some(ip), _) => Ok(SocketAddr::new(ip, addr.port)),
-        (None, NameLookup::Skip) => Ok(SocketAddr::new(
+        (Some(ip), _) => Ok(vec![SocketAddr::new(ip, addr.port)]),
+        (None, NameLookup::Skip) => Ok(vec![SocketAddr::new(
             IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             addr.port,
-        )),
-        (None, NameLookup::Resolve) => resolve(&addr.host, addr.port).map_err(|why| {
-            ConfigError::at_key(
-                format!("{server_key}.addr"),
-                format!(
-                    "cannot resolve `{}`: {why}; check the name and this host's DNS, \
+        )]),
+        (None, NameLookup::Resolve) => {
+            resolve(&addr.host, addr.port, entry.resolve).map_err(|why| {
+                ConfigError::at_key(
+                    format!("{server_key}.addr"),
+                    format!(
+                        "cannot resolve `{}`: {why}; check the name and this host's DNS, \
                      or check a file meant for another host (a container network, \
                      say) with `edgeproxy check --offline`",
-                    addr.text
-                ),
-            )
-        }),
+                        addr.text
+                    ),
+                )
+            })
+        }
     }
 }
 
@@ -259,7 +273,11 @@ fn health_check(key: &str, file: FileHealthCheck) -> Result<HealthCheck, ConfigE
 }
 
 /// Resolves a host name.
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+fn resolve(host: &str, port: u16, resolve: Resolve) -> Result<Vec<SocketAddr>, String> {
     let addrs = (host, port).to_socket_addrs().map_err(|e| e.to_string())?;
-    crate::config::preferred_address(addrs).ok_or_else(|| "the name has no addresses".to_string())
+    let chosen = crate::config::chosen_addresses(resolve, addrs);
+    if chosen.is_empty() {
+        return Err("the name has no addresses".to_string());
+    }
+    Ok(chosen)
 }
