@@ -4,8 +4,10 @@
 # Pingora sources (scripts/patch-pingora.sh). With --test, also what checking
 # deploy/ and the tests need: shellcheck, openssl (keys of every format), strace (which
 # thread serves a connection), docker-compose and systemd-analyze from Debian, the clients
-# of the conformance tests (ApacheBench, nghttp2's h2load and nghttp), and in a virtualenv
-# under target/tools the python-hcl2 parser and the h2 package (raw HTTP/2 frames).
+# of the conformance tests (ApacheBench, nghttp2's h2load and nghttp), Let's Encrypt's Pebble
+# (an ACME CA, with pebble-challtestsrv as its DNS server), unshare and mount (a mount namespace
+# with its own /etc/hosts, for the DNS tests), and in a virtualenv under target/tools the
+# python-hcl2 parser and the h2 package (raw HTTP/2 frames).
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,9 @@ if $test_tools; then
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
   command -v ab >/dev/null 2>&1 || missing+=(apache2-utils)
   command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+  command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+  command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+  command -v mount >/dev/null 2>&1 || missing+=(mount)
 fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2

@@ -2,6 +2,7 @@
 //! `edgeproxy reload -c FILE` validates and makes the running process reload.
 
 use crate::access_log;
+use crate::acme;
 use crate::config::{self, AccessLogTarget, Config, NameLookup};
 use crate::process::error::StartError;
 use crate::process::listeners;
@@ -155,6 +156,14 @@ fn check(path: &std::path::Path, config: &Config) -> ExitCode {
             );
             failed = true;
         }
+    }
+    for warning in config
+        .server
+        .acme()
+        .map(acme::domain_warnings)
+        .unwrap_or_default()
+    {
+        eprintln!("edgeproxy: warning: {}: {warning}", path.display());
     }
     if failed {
         return ExitCode::FAILURE;

@@ -21,9 +21,11 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod access_log;
+mod acme;
 mod admin;
 mod balance;
 mod cache;
+mod calendar;
 pub mod cli;
 mod config;
 mod connections;

@@ -248,7 +248,13 @@ async fn ip_hash_can_hash_a_header_instead() {
 async fn every_mode_skips_a_server_its_checks_took_out() {
     let (b1, b2) = (Backend::start("1"), Backend::start("2"));
     let (dead, _dead_held) = common::dead_port();
-    for balance in ["least_conn", "ip_hash", "random", "round_robin"] {
+    for balance in [
+        "least_conn",
+        "ip_hash",
+        "random",
+        "round_robin",
+        "least_time",
+    ] {
         let metrics_port = free_port();
         let hash_key = if balance == "ip_hash" {
             "    hash_key: header:X-User-Id\n"

@@ -561,3 +561,35 @@ async fn the_start_up_log_warns_when_metrics_are_open_to_every_host() {
     let warning = common::line_with(|| proxy.log(), "metrics.allow").await;
     assert!(warning.contains(" WARN "), "{warning}");
 }
+
+#[test]
+fn check_warns_when_an_acme_domain_does_not_point_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let config = format!(
+        "server:
+  listen: [\"127.0.0.1:{http}\"]
+  tls:
+    listen: [\"127.0.0.1:{https}\"]
+    acme: {{ domains: [localhost.localdomain.invalid], state_dir: {} }}
+upstreams:
+  app: {{ servers: [ {{ addr: \"127.0.0.1:9000\" }} ] }}
+routes:
+  - {{ path: /, upstream: app }}
+",
+        dir.path().join("acme").display()
+    );
+    let path = write_config(&dir, &config);
+    let out = edgeproxy(&["check", "-c", &path]);
+    assert!(out.status.success(), "a warning, not an error: {out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("localhost.localdomain.invalid does not resolve"),
+        "{stderr}"
+    );
+    // --offline looks nothing up.
+    let out = edgeproxy(&["check", "--offline", "-c", &path]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8(out.stderr).unwrap().contains("resolve"));
+}

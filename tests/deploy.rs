@@ -30,9 +30,28 @@ fn check_offline(path: &Path) -> String {
     stdout
 }
 
-/// Renders terraform's `%{ for b in backends ~}` loop of the config template the way
-/// `templatefile` does, for `backends` as (addr, id).
-fn render_terraform_config(template: &str, backends: &[(&str, &str)]) -> String {
+/// Renders terraform's `%{ if length(acme_domains) > 0 ~}` block and `%{ for b in backends ~}`
+/// loop of the config template the way `templatefile` does, for `backends` as (addr, id)
+/// and, if given, ACME `domains`.
+fn render_terraform_config(template: &str, backends: &[(&str, &str)], domains: &[&str]) -> String {
+    let (before, rest) = template
+        .split_once("%{ if length(acme_domains) > 0 ~}\n")
+        .expect("the acme block");
+    let (acme, after) = rest.split_once("%{ endif ~}\n").expect("its end");
+    let acme = if domains.is_empty() {
+        String::new()
+    } else {
+        acme.replace(
+            "${jsonencode(acme_domains)}",
+            &serde_json::to_string(domains).unwrap(),
+        )
+        .replace("${acme_email}", "ops@example.com")
+        .replace(
+            "${acme_directory}",
+            "https://acme-v02.api.letsencrypt.org/directory",
+        )
+    };
+    let template = format!("{before}{acme}{after}");
     let (head, rest) = template
         .split_once("%{ for b in backends ~}\n")
         .expect("the loop");
@@ -64,9 +83,21 @@ fn deploy_configs_pass_check() {
         ("10.0.1.5:8000", "backend-1"),
         ("10.0.2.7:8000", "backend-2"),
     ];
-    std::fs::write(&rendered, render_terraform_config(&template, &backends)).unwrap();
+    std::fs::write(
+        &rendered,
+        render_terraform_config(&template, &backends, &[]),
+    )
+    .unwrap();
     let summary = check_offline(&rendered);
     assert!(summary.contains("with 2 server(s)"), "{summary}");
+    // With acme_domains: HTTPS on 443 from Let's Encrypt, state in the unit's StateDirectory.
+    let with_acme = render_terraform_config(&template, &backends, &["shop.example.com"]);
+    std::fs::write(&rendered, &with_acme).unwrap();
+    check_offline(&rendered);
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&with_acme).unwrap();
+    let acme = &yaml["server"]["tls"]["acme"];
+    assert_eq!(acme["domains"][0].as_str(), Some("shop.example.com"));
+    assert_eq!(acme["state_dir"].as_str(), Some("/var/lib/edgeproxy/acme"));
 }
 
 #[test]
@@ -99,9 +130,16 @@ fn compose_backends_prometheus_and_config_agree() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(mounts.contains(&"./edgeproxy.yaml:/etc/edgeproxy/edgeproxy.yaml:ro"));
+    // A named volume keeps the ACME state; bind mounts name files that exist.
+    assert!(mounts.contains(&"edgeproxy-state:/var/lib/edgeproxy"));
+    let volumes = compose["volumes"].as_mapping().expect("top-level volumes");
+    assert!(volumes.contains_key("edgeproxy-state"), "{volumes:?}");
     for service in services.values() {
         for mount in service["volumes"].as_sequence().into_iter().flatten() {
             let source = mount.as_str().unwrap().split(':').next().unwrap();
+            if !source.starts_with('.') {
+                continue;
+            }
             assert!(
                 repo("deploy/docker").join(source).exists(),
                 "mounted but missing: {source}"
@@ -149,7 +187,13 @@ fn images_limits_scrapes_and_grafana_are_as_documented() {
     assert!(runtime.starts_with("base AS edgeproxy"), "{runtime}");
     assert!(runtime.contains("\nUSER edgeproxy\n"), "{runtime}");
     assert!(stage("base").starts_with("debian:bookworm-slim AS base"));
-    assert!(stage("base").contains("useradd --system") && stage("base").contains(" edgeproxy\n"));
+    assert!(
+        stage("base").contains("useradd --system") && stage("base").contains(" edgeproxy \\\n")
+    );
+    // The state volume's mount point belongs to edgeproxy, so that a new volume does too.
+    assert!(
+        stage("base").contains("install -d -o edgeproxy -g edgeproxy -m 0750 /var/lib/edgeproxy")
+    );
 
     let compose: serde_yaml::Value =
         serde_yaml::from_str(&read("deploy/docker/docker-compose.yml")).unwrap();
@@ -227,6 +271,8 @@ fn the_service_unit_is_as_documented() {
     assert_eq!(one("Restart"), "on-failure");
     assert_eq!(one("LimitNOFILE"), "1048576");
     assert_eq!(one("User"), "edgeproxy");
+    // server.tls.acme's default state_dir is inside the one directory the unit may write.
+    assert_eq!(one("StateDirectory"), "edgeproxy");
     assert_eq!(one("AmbientCapabilities"), "CAP_NET_BIND_SERVICE");
     assert_eq!(one("CapabilityBoundingSet"), "CAP_NET_BIND_SERVICE");
     for (key, value) in [

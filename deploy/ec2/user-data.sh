@@ -7,6 +7,10 @@
 #   EDGEPROXY_CONFIG_B64    the config, base64-encoded; else deploy/ec2/edgeproxy.yaml
 #   EDGEPROXY_CONFIG_SSM_PARAMETER  an SSM parameter holding the config: checked every
 #                           minute and reloaded when it changes (every LB host of a fleet)
+#   EDGEPROXY_ACME_DOMAINS  without EDGEPROXY_CONFIG_B64: names (comma-separated) to get a
+#                           Let's Encrypt certificate for; HTTPS on 443, HTTP redirected
+#   EDGEPROXY_ACME_EMAIL    the ACME account's contact address
+#   EDGEPROXY_ACME_DIRECTORY  the CA (default Let's Encrypt; its staging URL for trials)
 set -euxo pipefail
 
 : "${EDGEPROXY_GIT_URL:?set EDGEPROXY_GIT_URL to the repository to build from}"
@@ -42,6 +46,17 @@ fi
 if [ -n "${EDGEPROXY_CONFIG_B64:-}" ]; then
     install -d -m 0755 /etc/edgeproxy
     echo "$EDGEPROXY_CONFIG_B64" | base64 -d >/etc/edgeproxy/edgeproxy.yaml
+elif [ -n "${EDGEPROXY_ACME_DOMAINS:-}" ] && [ ! -e /etc/edgeproxy/edgeproxy.yaml ]; then
+    # The shipped config with HTTPS from Let's Encrypt: certificates in the unit's
+    # StateDirectory, renewed by edgeproxy itself (no certbot, no cron job).
+    install -d -m 0755 /etc/edgeproxy
+    tls="  tls:\n    listen: [\"0.0.0.0:443\"]\n    redirect_http_to_https: true\n    acme:\n"
+    tls+="      domains: [${EDGEPROXY_ACME_DOMAINS}]\n"
+    tls+="      email: ${EDGEPROXY_ACME_EMAIL:-}\n"
+    tls+="      directory: ${EDGEPROXY_ACME_DIRECTORY:-https://acme-v02.api.letsencrypt.org/directory}\n"
+    tls+="      state_dir: /var/lib/edgeproxy/acme"
+    awk -v tls="$tls" '{ print } /^  access_log: / { print tls }' \
+        "$src/deploy/ec2/edgeproxy.yaml" >/etc/edgeproxy/edgeproxy.yaml
 fi
 
 "$src/deploy/ec2/install.sh" "${install_args[@]}"

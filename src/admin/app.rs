@@ -1,5 +1,8 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
+use super::certificates::served;
+use crate::acme::AcmeState;
+use crate::calendar::rfc3339;
 use crate::net::client::peer_ip;
 use crate::net::Cidr;
 use crate::runtime::snapshot::LiveSnapshot;
@@ -15,12 +18,17 @@ use std::sync::Arc;
 pub(crate) struct AdminApp {
     registry: Registry,
     live: Arc<LiveSnapshot>,
+    acme: Arc<AcmeState>,
 }
 
 impl AdminApp {
-    /// Serves `registry`, and the state of the upstreams in force.
-    pub(crate) fn new(registry: Registry, live: Arc<LiveSnapshot>) -> Self {
-        Self { registry, live }
+    /// Serves `registry`, and the state of the upstreams in force and of the certificate.
+    pub(crate) fn new(registry: Registry, live: Arc<LiveSnapshot>, acme: Arc<AcmeState>) -> Self {
+        Self {
+            registry,
+            live,
+            acme,
+        }
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
@@ -75,7 +83,25 @@ impl AdminApp {
                 })
             })
             .collect();
-        let body = json!({ "version": env!("CARGO_PKG_VERSION"), "upstreams": upstreams });
+        let certificates: Vec<_> = served(&self.live, &self.acme)
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "source": c.source,
+                    "names": c.info.names,
+                    "issuer": c.info.issuer,
+                    "not_before": rfc3339(c.info.not_before),
+                    "not_after": rfc3339(c.info.not_after),
+                    "next_renewal": c.next_renewal.map(rfc3339),
+                    "last_error": c.last_error,
+                })
+            })
+            .collect();
+        let body = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "upstreams": upstreams,
+            "certificates": certificates,
+        });
         reply(
             StatusCode::OK,
             format!("{body:#}\n").into_bytes(),

@@ -18,6 +18,55 @@ pub struct Certificate {
     /// The PEM file of the private key.
     pub key_path: PathBuf,
     key: Arc<CertifiedKey>,
+    info: CertificateInfo,
+}
+
+/// What the leaf certificate says of itself, for renewal, metrics and `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// The DNS names it is for (its subject alternative names, else its common name).
+    pub names: Vec<String>,
+    /// Its issuer, as a distinguished name.
+    pub issuer: String,
+    /// Valid from, in seconds since the Unix epoch.
+    pub not_before: i64,
+    /// Valid until, in seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl CertificateInfo {
+    /// Reads a DER certificate; `None` if it cannot be parsed.
+    pub fn parse(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut names: Vec<String> = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.is_empty() {
+            names.extend(
+                cert.subject()
+                    .iter_common_name()
+                    .filter_map(|cn| cn.as_str().ok().map(str::to_string)),
+            );
+        }
+        Some(Self {
+            names,
+            issuer: cert.issuer().to_string(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
 }
 
 /// Which of the two files a [`CertificateError`] is about.
@@ -82,11 +131,26 @@ impl Certificate {
                 ),
             ),
         })?;
+        let info = CertificateInfo::parse(&key.cert[0]).ok_or_else(|| {
+            CertificateError::new(
+                CertFile::Cert,
+                format!(
+                    "{} holds a certificate whose names and dates cannot be read",
+                    cert_path.display()
+                ),
+            )
+        })?;
         Ok(Self {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
             key: Arc::new(key),
+            info,
         })
+    }
+
+    /// Its names and validity.
+    pub fn info(&self) -> &CertificateInfo {
+        &self.info
     }
 
     /// The chain as sent to clients, leaf first (DER).

@@ -60,11 +60,25 @@ pub(super) struct FileServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileTls {
     pub listen: Vec<ListenAddr>,
-    pub cert: String,
-    pub key: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub acme: Option<FileAcme>,
     #[serde(default)]
     pub redirect_http_to_https: bool,
     pub http2: Option<bool>,
+}
+
+/// `server.tls.acme:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAcme {
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub directory: Option<String>,
+    pub directory_ca: Option<String>,
+    pub state_dir: Option<String>,
+    pub renew_before: Option<DurationValue>,
+    pub retry_after: Option<DurationValue>,
 }
 
 /// `metrics:`

@@ -3,6 +3,7 @@
 //! [`load`] is the only entry point. The file format lives in [`file`], scalar value parsing in
 //! [`values`], and the checks that turn a file into a [`Config`] in [`validate`].
 
+mod acme;
 pub(crate) mod certificate;
 mod defaults;
 mod error;
@@ -13,12 +14,13 @@ mod upstream;
 mod validate;
 pub(crate) mod values;
 
+pub(crate) use acme::AcmeSettings;
 pub(crate) use certificate::{CertFile, Certificate};
 pub(crate) use error::ConfigError;
 pub(crate) use route::{RateLimit, Route};
 pub(crate) use settings::{
-    AccessLogFormat, AccessLogTarget, CacheSettings, ClientLimits, HttpsListeners, MetricsSettings,
-    ProcessSettings, ServerSettings, Tls, WhenFull,
+    AccessLogFormat, AccessLogTarget, CacheSettings, CertificateSource, ClientLimits,
+    HttpsListeners, MetricsSettings, ProcessSettings, ServerSettings, Tls, WhenFull,
 };
 pub(crate) use upstream::{
     Balance, CheckKind, HashKey, HealthCheck, Probe, Resolve, Timeouts, Upstream, UpstreamServer,

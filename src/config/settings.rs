@@ -1,7 +1,7 @@
 //! The `server:`, `metrics:` and `cache:` settings: those fixed at start
 //! ([`ProcessSettings`]) and those a reload changes.
 
-use super::Certificate;
+use super::{AcmeSettings, Certificate};
 use crate::net::framing::HeaderLimits;
 use crate::net::Cidr;
 use serde::Deserialize;
@@ -134,6 +134,24 @@ pub struct ServerSettings {
     pub limits: ClientLimits,
 }
 
+impl ServerSettings {
+    /// The certificate read from `server.tls.cert` and `key`, if that is the source.
+    pub fn file_certificate(&self) -> Option<&Certificate> {
+        match &self.tls.as_ref()?.source {
+            CertificateSource::Files(certificate) => Some(certificate),
+            CertificateSource::Acme(_) => None,
+        }
+    }
+
+    /// `server.tls.acme`, if that is the source.
+    pub fn acme(&self) -> Option<&AcmeSettings> {
+        match &self.tls.as_ref()?.source {
+            CertificateSource::Acme(acme) => Some(acme),
+            CertificateSource::Files(_) => None,
+        }
+    }
+}
+
 /// Limits on what a client may send; beyond them it gets a 4xx, not the proxy's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientLimits {
@@ -167,10 +185,19 @@ impl ClientLimits {
 /// `server.tls` settings a reload changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
-    /// The certificate chain and key, loaded.
-    pub certificate: Certificate,
+    /// Where the certificate comes from.
+    pub source: CertificateSource,
     /// Answer plain-HTTP requests (but the health path) with a redirect to HTTPS.
     pub redirect_http_to_https: bool,
+}
+
+/// The certificate of the HTTPS listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertificateSource {
+    /// `cert` and `key`: files, read again by each reload.
+    Files(Certificate),
+    /// `acme`: obtained and renewed by edgeproxy.
+    Acme(AcmeSettings),
 }
 
 /// `server.access_log`.

@@ -806,7 +806,13 @@ fn tls_keys_are_read_and_checked() {
     );
     assert_eq!(https.listen, ["127.0.0.1:8443".parse().unwrap()]);
     assert_eq!(
-        tls.certificate.cert_path.display().to_string(),
+        config
+            .server
+            .file_certificate()
+            .unwrap()
+            .cert_path
+            .display()
+            .to_string(),
         cert.to_string()
     );
     assert!(https.http2);
@@ -1100,5 +1106,115 @@ fn resolve_and_least_time_are_read_and_checked() {
         &yaml.replace("3s", "0s"),
         "upstreams.app.least_time_decay",
         "",
+    );
+}
+
+#[test]
+fn acme_keys_are_read() {
+    let acme = |keys: &str| with_tls(&format!("listen: ['127.0.0.1:8443'], acme: {{ {keys} }}"));
+    let config = parse_ok(&acme("domains: [Shop.Example.com., www.example.com]"));
+    let settings = config.server.acme().unwrap();
+    assert_eq!(settings.domains, ["shop.example.com", "www.example.com"]);
+    assert_eq!(
+        settings.directory,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(settings.state_dir, Path::new("/var/lib/edgeproxy/acme"));
+    assert_eq!(settings.renew_before, None);
+    assert_eq!(settings.retry_after, Duration::from_secs(600));
+    assert_eq!(settings.email, None);
+    assert!(config.server.file_certificate().is_none());
+    let config = parse_ok(&acme(
+        "domains: [a.example.com], email: ops@example.com, \
+         directory: 'https://acme-staging-v02.api.letsencrypt.org/directory', \
+         state_dir: /srv/acme, renew_before: 30d, retry_after: 1m",
+    ));
+    let settings = config.server.acme().unwrap();
+    assert_eq!(settings.email.as_deref(), Some("ops@example.com"));
+    assert_eq!(
+        settings.renew_before,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(settings.retry_after, Duration::from_secs(60));
+    assert!(settings.account_file().starts_with("/srv/acme"));
+}
+
+#[test]
+fn acme_mistakes_are_refused() {
+    let acme = |keys: &str| with_tls(&format!("listen: ['127.0.0.1:8443'], acme: {{ {keys} }}"));
+    let (_dir, cert, key) = tls_pair();
+    for (keys, at, says) in [
+        (
+            "domains: []",
+            "server.tls.acme.domains",
+            "the list is empty",
+        ),
+        (
+            "domains: ['*.example.com']",
+            "server.tls.acme.domains[0]",
+            "wildcard",
+        ),
+        (
+            "domains: [10.0.0.1]",
+            "server.tls.acme.domains[0]",
+            "IP address",
+        ),
+        (
+            "domains: [localhost]",
+            "server.tls.acme.domains[0]",
+            "not a DNS name",
+        ),
+        (
+            "domains: [a.example.com, A.example.com]",
+            "server.tls.acme.domains[1]",
+            "twice",
+        ),
+        (
+            "domains: [a.example.com], email: ops",
+            "server.tls.acme.email",
+            "not an email",
+        ),
+        (
+            "domains: [a.example.com], directory: 'http://ca/dir'",
+            "server.tls.acme.directory",
+            "https://",
+        ),
+        (
+            "domains: [a.example.com], state_dir: acme",
+            "server.tls.acme.state_dir",
+            "absolute",
+        ),
+        (
+            "domains: [a.example.com], directory_ca: /nonexistent.pem",
+            "server.tls.acme.directory_ca",
+            "cannot read",
+        ),
+        (
+            "domains: [a.example.com], renew_before: 0s",
+            "server.tls.acme.renew_before",
+            "positive",
+        ),
+        (
+            "domains: [a.example.com], wildcard: true",
+            "server.tls.acme",
+            "unknown field `wildcard`",
+        ),
+    ] {
+        assert_err(&acme(keys), at, says);
+    }
+    assert_err(
+        &with_tls(&format!("listen: ['127.0.0.1:8443'], cert: {cert}, key: {key}, acme: {{ domains: [a.example.com] }}")),
+        "server.tls.acme",
+        "remove cert and key, or remove acme",
+    );
+    assert_err(
+        &with_tls("listen: ['127.0.0.1:8443']"),
+        "server.tls",
+        "or acme",
+    );
+    assert_err(
+        &format!("server:\n  listen: []\n  tls: {{ listen: ['127.0.0.1:8443'], acme: {{ domains: [a.example.com] }} }}\n{MINIMAL}"),
+        "server.tls.acme",
+        "HTTP-01",
     );
 }

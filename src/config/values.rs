@@ -11,15 +11,21 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A duration written as a number and a unit: `150ms`, `2s`, `5m`, `1h`.
+/// A duration written as a number and a unit: `150ms`, `2s`, `5m`, `1h`, `30d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationValue(pub Duration);
 
 impl DurationValue {
-    /// Parses `150ms`, `2s`, `5m` or `1h`.
+    /// Parses `150ms`, `2s`, `5m`, `1h` or `30d` (nginx's units; days for certificates).
     pub fn parse(text: &str) -> Result<Self, String> {
-        const UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
-        let hint = "write a whole number followed by ms, s, m or h, e.g. 150ms, 2s, 5m, 1h";
+        const UNITS: &[(&str, u64)] = &[
+            ("ms", 1),
+            ("s", 1_000),
+            ("m", 60_000),
+            ("h", 3_600_000),
+            ("d", 86_400_000),
+        ];
+        let hint = "write a whole number followed by ms, s, m, h or d, e.g. 150ms, 2s, 5m, 1h, 30d";
         // As in nginx and HAProxy, a duration is one word: `2 s` is refused, not read as 2s.
         if let Some((number, unit)) = text.trim().split_once(char::is_whitespace) {
             let joined = format!("{number}{}", unit.trim());
@@ -330,6 +336,7 @@ mod tests {
         assert_eq!(ok("2s"), Duration::from_secs(2));
         assert_eq!(ok("5m"), Duration::from_secs(300));
         assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("30d"), Duration::from_secs(30 * 86_400));
         assert_eq!(ok("0s"), Duration::ZERO);
     }
 

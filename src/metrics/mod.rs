@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `edgeproxy_limited_total{limit}`
     pub limited: IntCounterVec,
+    /// `edgeproxy_acme_orders_total{result}`
+    pub acme_orders: IntCounterVec,
 }
 
 impl Metrics {
@@ -47,6 +49,7 @@ impl Metrics {
         let r = Registry::new();
         // 1 ms to ~65 s: proxied requests span local answers to slow uploads.
         let seconds = exponential_buckets(0.001, 2.0, 17)?;
+        let (config_reloads, acme_orders) = outcomes(&r)?;
         let metrics = Self {
             requests: counters(
                 &r,
@@ -106,22 +109,19 @@ impl Metrics {
                 "Cache lookups by result",
                 &["route", "result"],
             )?,
-            config_reloads: counters(
-                &r,
-                "edgeproxy_config_reloads_total",
-                "Config reloads by result",
-                &["result"],
-            )?,
             limited: counters(
                 &r,
                 "edgeproxy_limited_total",
                 "Client connections and requests stopped by a limit, by the limit's key",
                 &["limit"],
             )?,
+            config_reloads,
+            acme_orders,
             registry: r,
         };
         for result in ["ok", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
+            metrics.acme_orders.with_label_values(&[result]);
         }
         register_process(&metrics.registry)?;
         Ok(metrics)
@@ -131,6 +131,23 @@ impl Metrics {
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
+}
+
+/// The counters of the proxy's own operations, by result: config reloads, ACME orders.
+fn outcomes(r: &Registry) -> prometheus::Result<(IntCounterVec, IntCounterVec)> {
+    let reloads = counters(
+        r,
+        "edgeproxy_config_reloads_total",
+        "Config reloads by result",
+        &["result"],
+    )?;
+    let orders = counters(
+        r,
+        "edgeproxy_acme_orders_total",
+        "Certificate orders to the ACME CA, by result",
+        &["result"],
+    )?;
+    Ok((reloads, orders))
 }
 
 /// Registers `family` in `registry`, and hands it back.

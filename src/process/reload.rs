@@ -63,7 +63,7 @@ impl Reloader {
     /// files the running config names.
     fn watched_stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
         let snapshot = self.live.load();
-        let certificate = snapshot.config.server.tls.as_ref().map(|t| &t.certificate);
+        let certificate = snapshot.config.server.file_certificate();
         let certificate_files = certificate
             .into_iter()
             .flat_map(|c| [c.cert_path.as_path(), c.key_path.as_path()]);

@@ -1,6 +1,7 @@
 //! Assembling and running the Pingora server from a validated config.
 
 use crate::access_log::AccessLog;
+use crate::acme::{AcmeService, AcmeState};
 use crate::admin;
 use crate::config::{Config, ProcessSettings, WhenFull};
 use crate::connections::slots::{Slots, DESCRIPTORS_PER_CONNECTION, FD_RESERVE};
@@ -66,11 +67,13 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
         log::warn!("{warning}");
     }
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
-    admin::watch(&metrics, Arc::clone(&live))?;
+    let acme = Arc::new(AcmeState::default());
+    admin::watch(&metrics, Arc::clone(&live), Arc::clone(&acme))?;
     if let Some(listen) = process.metrics_listen {
-        server.add_service(admin::service(&metrics, listen, Arc::clone(&live)));
+        let admin = admin::service(&metrics, listen, Arc::clone(&live), Arc::clone(&acme));
+        server.add_service(admin);
     }
-    add_background_services(&mut server, path, &live, &metrics);
+    add_background_services(&mut server, path, &live, &metrics, &acme);
     let access_log = AccessLog::open(&process.access_log, process.access_log_format)
         .map_err(StartError::AccessLog)?;
     let mut app = http_proxy(
@@ -80,6 +83,7 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
             inflight.clone(),
             access_log,
             Arc::clone(&slots),
+            Arc::clone(&acme),
         ),
     );
     app.server_options = Some(http_options(&process, limits.keepalive_timeout));
@@ -94,7 +98,7 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
     if let Some(queue) = slots.queue() {
         proxy.set_connection_limit(queue);
     }
-    let listening = add_listeners(&mut proxy, &process, &live)?;
+    let listening = add_listeners(&mut proxy, &process, &live, &acme)?;
     server.add_service(proxy);
     log_start(&listening, process.metrics_listen);
 
@@ -168,14 +172,19 @@ fn pingora_server(process: &ProcessSettings, max_connections: usize, upgrade: bo
     server
 }
 
-/// Health checks, name lookups and reloads, always running: a reload may add health checks
-/// or host names to an upstream.
+/// Health checks, name lookups, certificates and reloads, always running: a reload may add
+/// health checks or host names to an upstream, or ACME domains.
 fn add_background_services(
     server: &mut Server,
     path: &Path,
     live: &Arc<LiveSnapshot>,
     metrics: &Arc<Metrics>,
+    acme: &Arc<AcmeState>,
 ) {
+    server.add_service(background_service(
+        "certificates",
+        AcmeService::new(Arc::clone(live), Arc::clone(acme), metrics),
+    ));
     server.add_service(background_service(
         "health checks",
         HealthChecker::new(Arc::clone(live)),
@@ -209,6 +218,7 @@ fn add_listeners<A>(
     proxy: &mut Service<A>,
     process: &ProcessSettings,
     live: &Arc<LiveSnapshot>,
+    acme: &Arc<AcmeState>,
 ) -> Result<Vec<String>, StartError> {
     for addr in &process.listen {
         proxy.add_listener(
@@ -223,8 +233,9 @@ fn add_listeners<A>(
         .collect();
     if let Some(https) = &process.https {
         for addr in &https.listen {
-            let tls = tls_listener::listener_settings(Arc::clone(live), https.http2)
-                .map_err(StartError::Tls)?;
+            let tls =
+                tls_listener::listener_settings(Arc::clone(live), Arc::clone(acme), https.http2)
+                    .map_err(StartError::Tls)?;
             proxy.add_tls_with_settings(&addr.to_string(), None, tls);
             listening.push(format!("https://{addr}"));
         }

@@ -4,6 +4,7 @@
 
 use super::ctx::RequestCtx;
 use super::{content, redirect, respond};
+use crate::acme::{AcmeState, CHALLENGE_PREFIX};
 use crate::connections::deadline::RequestClock;
 use crate::net::client::{peer_ip, Client};
 use crate::net::{framing, target};
@@ -72,10 +73,33 @@ pub(super) fn check_and_route(session: &mut Session, ctx: &mut RequestCtx) -> Re
 
 /// Answers what the proxy answers itself, and applies the route's limits; `true` when the
 /// request was answered here.
-pub(super) async fn answer_locally(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+pub(super) async fn answer_locally(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    acme: &AcmeState,
+) -> Result<bool> {
     if session.req_header().method == Method::CONNECT {
         ctx.route = None;
         respond::connect_refused(session).await?;
+        return Ok(true);
+    }
+    // The CA's HTTP-01 check, on plain HTTP, before the HTTPS redirect and the route's
+    // limits could turn it away.
+    let token = session
+        .req_header()
+        .uri
+        .path()
+        .strip_prefix(CHALLENGE_PREFIX)
+        .filter(|_| !ctx.https && ctx.snapshot.config.server.acme().is_some());
+    if let Some(token) = token {
+        ctx.route = None;
+        match acme.answer(token) {
+            Some(answer) => respond::text(session, 200, answer).await?,
+            None => {
+                let body = "404 Not Found: no ACME challenge with this token is open\n";
+                respond::text(session, 404, body.into()).await?;
+            }
+        }
         return Ok(true);
     }
     if session.req_header().uri.path() == ctx.snapshot.config.server.health_path {

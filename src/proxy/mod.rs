@@ -17,6 +17,7 @@ mod upstream;
 pub(crate) use ctx::RequestCtx;
 
 use crate::access_log::AccessLog;
+use crate::acme::AcmeState;
 use crate::cache::{self, ResponseCache};
 use crate::connections::slots::Slots;
 use crate::runtime::snapshot::LiveSnapshot;
@@ -41,6 +42,8 @@ pub(crate) struct EdgeProxy {
     drop_header_case: bool,
     /// The client connections served at once.
     slots: Arc<Slots>,
+    /// HTTP-01 answers for the ACME CA.
+    acme: Arc<AcmeState>,
 }
 
 impl EdgeProxy {
@@ -51,6 +54,7 @@ impl EdgeProxy {
         inflight: Inflight,
         access_log: AccessLog,
         slots: Arc<Slots>,
+        acme: Arc<AcmeState>,
     ) -> Self {
         let snapshot = live.load();
         let config = &snapshot.config;
@@ -63,6 +67,7 @@ impl EdgeProxy {
             access_log,
             drop_header_case,
             slots,
+            acme,
         }
     }
 }
@@ -97,7 +102,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        admission::answer_locally(session, ctx).await
+        admission::answer_locally(session, ctx, &self.acme).await
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {

@@ -30,6 +30,11 @@ locals {
       id   = "backend-${i + 1}"
     }]
     prometheus_cidr = var.prometheus_cidr
+    acme_domains    = var.acme_domains
+    acme_email      = var.acme_email
+    acme_directory = var.acme_staging ? (
+      "https://acme-staging-v02.api.letsencrypt.org/directory"
+    ) : "https://acme-v02.api.letsencrypt.org/directory"
   })
 }
 
@@ -201,6 +206,14 @@ resource "aws_instance" "lb" {
     file("${path.module}/../user-data.sh"),
   ])
   user_data_replace_on_change = false
+
+  lifecycle {
+    # Each host would order its own certificate, and the CA's check could reach another.
+    precondition {
+      condition     = length(var.acme_domains) == 0 || var.lb_count == 1
+      error_message = "acme_domains needs lb_count = 1: with several hosts, terminate TLS at the load balancer or give edgeproxy certificate files."
+    }
+  }
 
   metadata_options {
     http_tokens = "required"

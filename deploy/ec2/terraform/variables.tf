@@ -83,6 +83,24 @@ variable "git_ref" {
   default     = "main"
 }
 
+variable "acme_domains" {
+  description = "Names edgeproxy gets a Let's Encrypt certificate for (server.tls.acme), e.g. [\"shop.example.com\"]; point their DNS at the host's public IP first. Empty: plain HTTP only."
+  type        = list(string)
+  default     = []
+}
+
+variable "acme_email" {
+  description = "Contact address of the ACME account, to which Let's Encrypt writes about expiring certificates."
+  type        = string
+  default     = ""
+}
+
+variable "acme_staging" {
+  description = "Use Let's Encrypt's staging CA (untrusted certificates, far higher rate limits) for trials."
+  type        = bool
+  default     = false
+}
+
 variable "tarball_url" {
   description = "A release tarball with the edgeproxy binary; skips the build on the hosts when set."
   type        = string

@@ -1,6 +1,7 @@
 //! Checks that need the whole file (cross-references, uniqueness, name resolution) and the
 //! conversion of [`FileConfig`] into [`Config`].
 
+mod acme;
 mod routes;
 mod server;
 mod upstream;

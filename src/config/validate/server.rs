@@ -1,6 +1,6 @@
 //! The `server:` section: listeners and process settings, client limits, TLS.
 
-use super::{absolute_path, check_path, positive};
+use super::{absolute_path, acme, check_path, positive};
 use crate::config::defaults::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_TIMEOUT, DEFAULT_HEALTH_PATH,
     DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_COUNT,
@@ -9,8 +9,8 @@ use crate::config::defaults::{
 use crate::config::file::{FileServer, FileTls};
 use crate::config::values::ByteSize;
 use crate::config::{
-    AccessLogTarget, CacheSettings, CertFile, Certificate, ClientLimits, ConfigError,
-    HttpsListeners, ProcessSettings, ServerSettings, Tls,
+    AccessLogTarget, CacheSettings, CertFile, Certificate, CertificateSource, ClientLimits,
+    ConfigError, HttpsListeners, ProcessSettings, ServerSettings, Tls,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -189,30 +189,56 @@ fn tls_settings(
             "there is no plain-HTTP listener (server.listen) to redirect from; add one or remove this key",
         ));
     }
-    let cert_path = absolute_path(
-        "server.tls.cert",
-        &file.cert,
-        "/etc/edgeproxy/tls/fullchain.pem",
-    )?;
-    let key_path = absolute_path(
-        "server.tls.key",
-        &file.key,
-        "/etc/edgeproxy/tls/privkey.pem",
-    )?;
-    let certificate = Certificate::load(&cert_path, &key_path).map_err(|e| {
-        let key = match e.file {
-            CertFile::Cert => "server.tls.cert",
-            CertFile::Key => "server.tls.key",
-        };
-        ConfigError::at_key(key, e.message)
-    })?;
+    let source = match (file.cert, file.key, file.acme) {
+        (Some(cert), Some(key), None) => CertificateSource::Files(certificate_files(&cert, &key)?),
+        (None, None, Some(acme)) => {
+            if http_listen.is_empty() {
+                return Err(ConfigError::at_key(
+                    "server.tls.acme",
+                    "the CA checks the domains over plain HTTP (HTTP-01 on port 80): add a                      server.listen such as 0.0.0.0:80",
+                ));
+            }
+            CertificateSource::Acme(acme::settings(acme)?)
+        }
+        (_, _, Some(_)) => {
+            return Err(ConfigError::at_key(
+                "server.tls.acme",
+                "acme obtains the certificate itself: remove cert and key, or remove acme",
+            ))
+        }
+        (None, _, None) => {
+            return Err(ConfigError::at_key(
+                "server.tls",
+                "missing field `cert`: give cert and key (PEM files), or acme to have edgeproxy obtain the certificate",
+            ))
+        }
+        (Some(_), None, None) => {
+            return Err(ConfigError::at_key(
+                "server.tls",
+                "missing field `key`: give the private key of the certificate in cert",
+            ))
+        }
+    };
     let https = HttpsListeners {
         listen,
         http2: file.http2.unwrap_or(true),
     };
     let tls = Tls {
-        certificate,
+        source,
         redirect_http_to_https: file.redirect_http_to_https,
     };
     Ok((https, tls))
+}
+
+/// `server.tls.cert` and `server.tls.key`, loaded.
+fn certificate_files(cert: &str, key: &str) -> Result<Certificate, ConfigError> {
+    let cert_path = absolute_path("server.tls.cert", cert, "/etc/edgeproxy/tls/fullchain.pem")?;
+    let key_path = absolute_path("server.tls.key", key, "/etc/edgeproxy/tls/privkey.pem")?;
+    Certificate::load(&cert_path, &key_path).map_err(|e| {
+        let key = match e.file {
+            CertFile::Cert => "server.tls.cert",
+            CertFile::Key => "server.tls.key",
+        };
+        ConfigError::at_key(key, e.message)
+    })
 }
