@@ -6,7 +6,8 @@
 # thread serves a connection), docker-compose and systemd-analyze from Debian, the clients
 # of the conformance tests (ApacheBench, nghttp2's h2load and nghttp), Let's Encrypt's Pebble
 # (an ACME CA, with pebble-challtestsrv as its DNS server), unshare and mount (a mount namespace
-# with its own /etc/hosts, for the DNS tests), and in a virtualenv under target/tools the
+# with its own /etc/hosts, for the DNS tests), headless Chromium and chromedriver (the status
+# page tests), and in a virtualenv under target/tools the
 # python-hcl2 parser and the h2 package (raw HTTP/2 frames).
 # Safe to run again.
 set -euo pipefail
@@ -31,6 +32,7 @@ if $test_tools; then
   command -v ab >/dev/null 2>&1 || missing+=(apache2-utils)
   command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
   command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
   command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
   command -v mount >/dev/null 2>&1 || missing+=(mount)
 fi

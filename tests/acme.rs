@@ -152,6 +152,8 @@ impl Setup {
   threads: 2
   tls:
     listen: [\"127.0.0.1:{https}\"]
+    # The CA's checks pass over plain HTTP even so.
+    redirect_http_to_https: true
     acme:
       domains: [{DOMAIN}]
       email: ops@example.com
@@ -183,8 +185,8 @@ routes:
         Proxy::start_config(self.http, &self.config)
     }
 
+    /// The `edgeproxy_acme_orders_total` series of `result`.
     fn orders(&self, result: &str) -> String {
-        let _ = self.metrics;
         format!("edgeproxy_acme_orders_total{{result=\"{result}\"}}")
     }
 
@@ -308,8 +310,7 @@ async fn renewal_replaces_the_certificate_and_a_failing_check_keeps_it_with_back
     let issued = first.served().await;
 
     // Renewal due 3 s after issuance: set by renew_before, read from the certificate.
-    let (cert, _) = (first.state_dir.join("certificate.pem"), ());
-    let pem = std::fs::read(&cert).unwrap();
+    let pem = std::fs::read(first.state_dir.join("certificate.pem")).unwrap();
     let (_, der) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
     let parsed = der.parse_x509().unwrap();
     let lifetime =
@@ -319,14 +320,17 @@ async fn renewal_replaces_the_certificate_and_a_failing_check_keeps_it_with_back
         lifetime - 3
     );
     let renewing = Setup::new(&pebble, http, dir.path(), &backend, &extra);
-    let config = renewing.config.replace(
-        &format!("127.0.0.1:{}\"]\n    acme", renewing.https),
-        &format!("127.0.0.1:{}\"]\n    acme", first.https),
-    );
-    let config = config.replace(
-        &format!("metrics: {{ listen: \"127.0.0.1:{}\" }}", renewing.metrics),
-        &format!("metrics: {{ listen: \"127.0.0.1:{}\" }}", first.metrics),
-    );
+    // The same listeners as the running proxy's: only the acme keys change.
+    let config = renewing
+        .config
+        .replace(
+            &format!("127.0.0.1:{}", renewing.https),
+            &format!("127.0.0.1:{}", first.https),
+        )
+        .replace(
+            &format!("127.0.0.1:{}", renewing.metrics),
+            &format!("127.0.0.1:{}", first.metrics),
+        );
     std::fs::write(proxy.config_path(), config).unwrap();
     proxy.child.signal("HUP");
     wait_count(

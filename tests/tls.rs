@@ -187,6 +187,13 @@ async fn a_reload_serves_the_renewed_certificate_and_a_bad_one_changes_nothing()
     let (first, first_der) = (certs.pem.clone(), certs.der.clone());
     let resp = get_root(&first, tls_port).await.unwrap();
     assert_eq!(peer_certificate(&resp), first_der);
+    // A file certificate's expiry is exported too, by name, and shown in /status.
+    let expiry = "edgeproxy_certificate_expiry_timestamp_seconds{domain=\"localhost\"}";
+    let expires = metric(metrics_port, expiry).await;
+    assert!(expires.is_some_and(|t| t > 1.7e9), "{expires:?}");
+    let status = common::get_json(&format!("http://127.0.0.1:{metrics_port}/status")).await;
+    assert_eq!(status["certificates"][0]["source"], "file");
+    assert_eq!(status["certificates"][0]["names"][0], "localhost");
     // A connection opened before the renewal, kept alive by its client.
     let kept = https_client(&first, tls_port, true);
     let url = format!("https://localhost:{tls_port}/");

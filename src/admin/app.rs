@@ -1,8 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, `/status` for people.
 
-use super::certificates::served;
-use crate::acme::AcmeState;
-use crate::calendar::rfc3339;
+use super::status::{self, StatusSources};
 use crate::net::client::peer_ip;
 use crate::net::Cidr;
 use crate::runtime::snapshot::LiveSnapshot;
@@ -11,23 +9,30 @@ use http::{header, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{Encoder, Registry, TextEncoder};
-use serde_json::json;
 use std::sync::Arc;
+
+/// The status page: self-contained (inline CSS and script, no external asset), it reads
+/// `status.json` every 2 s.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Serves the registry and the status page.
 pub(crate) struct AdminApp {
     registry: Registry,
     live: Arc<LiveSnapshot>,
-    acme: Arc<AcmeState>,
+    sources: Arc<StatusSources>,
 }
 
 impl AdminApp {
-    /// Serves `registry`, and the state of the upstreams in force and of the certificate.
-    pub(crate) fn new(registry: Registry, live: Arc<LiveSnapshot>, acme: Arc<AcmeState>) -> Self {
+    /// Serves `registry`, and the state of the snapshot in force with `sources`.
+    pub(crate) fn new(
+        registry: Registry,
+        live: Arc<LiveSnapshot>,
+        sources: Arc<StatusSources>,
+    ) -> Self {
         Self {
             registry,
             live,
-            acme,
+            sources,
         }
     }
 
@@ -44,64 +49,10 @@ impl AdminApp {
         }
     }
 
-    /// Each upstream with its servers: what `docker compose ps` and `nginx -T` told together.
-    fn status(&self) -> Response<Vec<u8>> {
-        let upstreams: Vec<_> = self
-            .live
-            .load()
-            .pools
-            .iter()
-            .map(|pool| {
-                let servers: Vec<_> = pool
-                    .servers()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, server)| {
-                        let state = &server.state;
-                        json!({
-                            "addr": server.config.addr,
-                            "address": server.address.to_string(),
-                            "name": server.name,
-                            "instance_id": server.instance_id.to_str().unwrap_or_default(),
-                            "id": server.config.id,
-                            "weight": server.config.weight,
-                            "backup": server.config.backup,
-                            "ready": state.ready(),
-                            "health": if state.health.is_up() { "up" } else { "down" },
-                            "last_probe": state.health.last_probe(),
-                            "passive_failed": state.passive.is_failed(),
-                            "inflight": state.inflight.count(),
-                            "response_time_ewma_seconds": pool.response_time_estimate(i),
-                        })
-                    })
-                    .collect();
-                json!({
-                    "name": pool.name(),
-                    "balance": pool.balance().as_str(),
-                    "health_check": pool.health_check().is_some(),
-                    "servers": servers,
-                })
-            })
-            .collect();
-        let certificates: Vec<_> = served(&self.live, &self.acme)
-            .into_iter()
-            .map(|c| {
-                json!({
-                    "source": c.source,
-                    "names": c.info.names,
-                    "issuer": c.info.issuer,
-                    "not_before": rfc3339(c.info.not_before),
-                    "not_after": rfc3339(c.info.not_after),
-                    "next_renewal": c.next_renewal.map(rfc3339),
-                    "last_error": c.last_error,
-                })
-            })
-            .collect();
-        let body = json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "upstreams": upstreams,
-            "certificates": certificates,
-        });
+    /// Each upstream with its servers, routes, listeners, certificates: what `docker compose
+    /// ps` and `nginx -T` told together.
+    fn status_json(&self) -> Response<Vec<u8>> {
+        let body = status::document(&self.live, &self.sources);
         reply(
             StatusCode::OK,
             format!("{body:#}\n").into_bytes(),
@@ -126,14 +77,35 @@ impl ServeHttp for AdminApp {
         }
         match session.req_header().uri.path() {
             "/metrics" => self.metrics(),
-            "/status" => self.status(),
+            "/status" if wants_html(session) => reply(
+                StatusCode::OK,
+                STATUS_PAGE.as_bytes().to_vec(),
+                "text/html; charset=utf-8",
+            ),
+            "/status" | "/status.json" => self.status_json(),
             _ => reply(
                 StatusCode::NOT_FOUND,
-                b"not found; try /metrics or /status\n".to_vec(),
+                b"not found; try /metrics, /status or /status.json\n".to_vec(),
                 "text/plain",
             ),
         }
     }
+}
+
+/// Whether the client asks for HTML first, as browsers do (`Accept: text/html,…`); scripts
+/// and `curl` get JSON.
+fn wants_html(session: &ServerSession) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|accept| {
+            accept
+                .split(',')
+                .next()
+                .is_some_and(|first| first.trim().starts_with("text/html"))
+        })
 }
 
 fn reply(status: StatusCode, body: Vec<u8>, content_type: &str) -> Response<Vec<u8>> {

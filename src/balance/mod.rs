@@ -8,10 +8,12 @@ mod selector;
 mod server;
 mod smooth;
 mod state;
+mod traffic;
 
 pub(crate) use group::Addresses;
 pub(crate) use key::request_key;
 pub(crate) use server::Server;
+pub(crate) use traffic::TrafficView;
 
 use crate::config::{Balance, HashKey, HealthCheck, Upstream, WhenAllDown};
 use crate::metrics::handles::FailureReason;

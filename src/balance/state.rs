@@ -2,6 +2,7 @@
 //! failures. The request path reads it with atomic loads; only failures and probes write.
 
 use super::latency::PeakEwma;
+use super::traffic::Traffic;
 use crate::sync::inflight::Inflight;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,6 +19,8 @@ pub(crate) struct ServerState {
     pub passive: PassiveFailures,
     /// Response time, for `least_time`.
     pub latency: PeakEwma,
+    /// Answers, for the status page.
+    pub traffic: Traffic,
 }
 
 impl ServerState {
@@ -46,6 +49,8 @@ pub(crate) struct ActiveHealth {
     up: AtomicBool,
     streak: Mutex<Streak>,
     last_probe: Mutex<Option<String>>,
+    /// When probes last changed the state, in seconds since the epoch; 0 before.
+    changed_at: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +72,7 @@ impl Default for ActiveHealth {
             up: AtomicBool::new(true),
             streak: Mutex::new(Streak::default()),
             last_probe: Mutex::new(None),
+            changed_at: AtomicU64::new(0),
         }
     }
 }
@@ -83,6 +89,11 @@ impl ActiveHealth {
     /// Whether the server is up.
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// When probes last changed the state (seconds since the epoch), if they have.
+    pub(crate) fn changed_at(&self) -> Option<u64> {
+        Some(self.changed_at.load(Ordering::Relaxed)).filter(|&t| t > 0)
     }
 
     /// The last probe's result, `ok` or why it failed; None before the first probe.
@@ -122,6 +133,10 @@ impl ActiveHealth {
         };
         if flip {
             self.up.store(ok, Ordering::Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.changed_at.store(now, Ordering::Relaxed);
             return Some(ok);
         }
         None

@@ -8,6 +8,7 @@
 use crate::config::RateLimit;
 use crate::limits::ip_shards::IpShards;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 /// Buckets a shard holds before it looks for idle ones to drop.
 const SHARD_SOFT_CAP: usize = 1024;
@@ -23,6 +24,8 @@ struct Bucket {
 pub(crate) struct RateLimiter {
     settings: RateLimit,
     buckets: IpShards<Bucket>,
+    /// Requests refused so far, for the status page.
+    refused: AtomicU64,
 }
 
 impl RateLimiter {
@@ -31,7 +34,13 @@ impl RateLimiter {
         Self {
             settings,
             buckets: IpShards::default(),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Requests refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The settings it enforces.
@@ -63,6 +72,7 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
     }

@@ -5,6 +5,7 @@
 
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
+use crate::runtime::reloads::ReloadLog;
 use crate::runtime::snapshot::{LiveSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -19,15 +20,22 @@ pub(crate) struct Reloader {
     path: PathBuf,
     live: Arc<LiveSnapshot>,
     metrics: Arc<Metrics>,
+    log: Arc<ReloadLog>,
 }
 
 impl Reloader {
-    /// Reloads `path` into `live`, counting in `metrics`.
-    pub(crate) fn new(path: PathBuf, live: Arc<LiveSnapshot>, metrics: Arc<Metrics>) -> Self {
+    /// Reloads `path` into `live`, counting in `metrics` and recording the outcome in `log`.
+    pub(crate) fn new(
+        path: PathBuf,
+        live: Arc<LiveSnapshot>,
+        metrics: Arc<Metrics>,
+        log: Arc<ReloadLog>,
+    ) -> Self {
         Self {
             path,
             live,
             metrics,
+            log,
         }
     }
 
@@ -37,6 +45,7 @@ impl Reloader {
             Ok(config) => config,
             Err(e) => {
                 log::error!("reload failed, the running config stays in force: {e}");
+                self.log.record(Some(e.to_string()));
                 self.metrics
                     .config_reloads
                     .with_label_values(&["error"])
@@ -53,6 +62,7 @@ impl Reloader {
         self.live
             .store(Snapshot::new(config, &self.metrics, Some(&old)));
         self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+        self.log.record(None);
         log::info!(
             "reloaded {}: {upstreams} upstream(s), {routes} route(s)",
             self.path.display()

@@ -2,7 +2,7 @@
 
 use crate::access_log::AccessLog;
 use crate::acme::{AcmeService, AcmeState};
-use crate::admin;
+use crate::admin::{self, Sampler, StatusSources};
 use crate::config::{Config, ProcessSettings, WhenFull};
 use crate::connections::slots::{Slots, DESCRIPTORS_PER_CONNECTION, FD_RESERVE};
 use crate::connections::{Connections, LimitCounters};
@@ -15,6 +15,7 @@ use crate::process::shutdown::Signals;
 use crate::process::tls_listener;
 use crate::proxy::EdgeProxy;
 use crate::resolver::Resolver;
+use crate::runtime::reloads::ReloadLog;
 use crate::runtime::snapshot::{LiveSnapshot, Snapshot};
 use crate::sync::inflight::Inflight;
 use pingora::apps::HttpServerOptions;
@@ -28,7 +29,7 @@ use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The read buffer of a plain-HTTP client connection: none. Pingora's HTTP/1 session reads
 /// request headers into a buffer of its own and bodies into the body buffer, so an L4 buffer
@@ -68,12 +69,27 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
     }
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
     let acme = Arc::new(AcmeState::default());
+    let reloads = Arc::new(ReloadLog::default());
     admin::watch(&metrics, Arc::clone(&live), Arc::clone(&acme))?;
     if let Some(listen) = process.metrics_listen {
-        let admin = admin::service(&metrics, listen, Arc::clone(&live), Arc::clone(&acme));
+        let sources = StatusSources {
+            acme: Arc::clone(&acme),
+            reloads: Arc::clone(&reloads),
+            config_path: path.to_path_buf(),
+            started: SystemTime::now(),
+            open_connections: metrics.downstream_connections.clone(),
+            connection_limit: slots.limit(limits.max_connections),
+        };
+        let admin = admin::service(&metrics, listen, Arc::clone(&live), Arc::new(sources));
         server.add_service(admin);
     }
-    add_background_services(&mut server, path, &live, &metrics, &acme);
+    let shared = Shared {
+        live: Arc::clone(&live),
+        metrics: Arc::clone(&metrics),
+        acme: Arc::clone(&acme),
+        reloads,
+    };
+    add_background_services(&mut server, path, &shared);
     let access_log = AccessLog::open(&process.access_log, process.access_log_format)
         .map_err(StartError::AccessLog)?;
     let mut app = http_proxy(
@@ -172,18 +188,30 @@ fn pingora_server(process: &ProcessSettings, max_connections: usize, upgrade: bo
     server
 }
 
-/// Health checks, name lookups, certificates and reloads, always running: a reload may add
-/// health checks or host names to an upstream, or ACME domains.
-fn add_background_services(
-    server: &mut Server,
-    path: &Path,
-    live: &Arc<LiveSnapshot>,
-    metrics: &Arc<Metrics>,
-    acme: &Arc<AcmeState>,
-) {
+/// What the background services share with the request path and the admin listener.
+struct Shared {
+    live: Arc<LiveSnapshot>,
+    metrics: Arc<Metrics>,
+    acme: Arc<AcmeState>,
+    reloads: Arc<ReloadLog>,
+}
+
+/// Health checks, name lookups, certificates, the status page's sampling and reloads, always
+/// running: a reload may add health checks or host names to an upstream, or ACME domains.
+fn add_background_services(server: &mut Server, path: &Path, shared: &Shared) {
+    let Shared {
+        live,
+        metrics,
+        acme,
+        reloads,
+    } = shared;
     server.add_service(background_service(
         "certificates",
         AcmeService::new(Arc::clone(live), Arc::clone(acme), metrics),
+    ));
+    server.add_service(background_service(
+        "status sampling",
+        Sampler::new(Arc::clone(live)),
     ));
     server.add_service(background_service(
         "health checks",
@@ -195,7 +223,12 @@ fn add_background_services(
     ));
     server.add_service(background_service(
         "config reload",
-        Reloader::new(path.to_path_buf(), Arc::clone(live), Arc::clone(metrics)),
+        Reloader::new(
+            path.to_path_buf(),
+            Arc::clone(live),
+            Arc::clone(metrics),
+            Arc::clone(reloads),
+        ),
     ));
 }
 

@@ -67,6 +67,11 @@ pub(super) fn received(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> R
                 .upstream_seconds
                 .observe(elapsed.as_secs_f64());
             pool.observe_response_time(index, elapsed);
+            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            server
+                .state
+                .traffic
+                .answered(response.status.is_server_error(), micros);
         }
         if response.status.is_server_error() {
             server.metrics.failure(FailureReason::Http5xx);
