@@ -212,6 +212,38 @@ routes:
     }
 }
 
+/// A CA, a backend, and the settings of a proxy in front of it with `acme`.
+struct World {
+    pebble: Pebble,
+    backend: Backend,
+    dir: TempDir,
+    setup: Setup,
+}
+
+impl World {
+    async fn new() -> World {
+        let http = free_port();
+        let pebble = Pebble::start(http).await;
+        let backend = Backend::start("1");
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::new(&pebble, http, dir.path(), &backend, "");
+        World {
+            pebble,
+            backend,
+            dir,
+            setup,
+        }
+    }
+
+    /// Starts the proxy and waits for its first certificate.
+    async fn issued(&self) -> Proxy {
+        let proxy = self.setup.start();
+        let orders = self.setup.orders("ok");
+        wait_count(self.setup.metrics, &orders, 1.0, Duration::from_secs(30)).await;
+        proxy
+    }
+}
+
 /// Waits until `series` reaches `want`.
 async fn wait_count(port: u16, series: &str, want: f64, limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -227,19 +259,9 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn a_certificate_is_obtained_served_and_kept_across_a_restart() {
-    let http = free_port();
-    let pebble = Pebble::start(http).await;
-    let backend = Backend::start("1");
-    let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::new(&pebble, http, dir.path(), &backend, "");
-    let proxy = setup.start();
-    wait_count(
-        setup.metrics,
-        &setup.orders("ok"),
-        1.0,
-        Duration::from_secs(30),
-    )
-    .await;
+    let world = World::new().await;
+    let (pebble, setup) = (&world.pebble, &world.setup);
+    let proxy = world.issued().await;
 
     // The chain verifies against Pebble's root, for the domain.
     let root = pebble.root().await;
@@ -294,19 +316,9 @@ async fn a_certificate_is_obtained_served_and_kept_across_a_restart() {
 
 #[tokio::test]
 async fn renewal_replaces_the_certificate_and_a_failing_check_keeps_it_with_backoff() {
-    let http = free_port();
-    let pebble = Pebble::start(http).await;
-    let backend = Backend::start("1");
-    let dir = tempfile::tempdir().unwrap();
-    let first = Setup::new(&pebble, http, dir.path(), &backend, "");
-    let proxy = first.start();
-    wait_count(
-        first.metrics,
-        &first.orders("ok"),
-        1.0,
-        Duration::from_secs(30),
-    )
-    .await;
+    let world = World::new().await;
+    let (pebble, first) = (&world.pebble, &world.setup);
+    let proxy = world.issued().await;
     let issued = first.served().await;
 
     // Renewal due 3 s after issuance: set by renew_before, read from the certificate.
@@ -319,7 +331,7 @@ async fn renewal_replaces_the_certificate_and_a_failing_check_keeps_it_with_back
         "      renew_before: {}s\n      retry_after: 2s\n",
         lifetime - 3
     );
-    let renewing = Setup::new(&pebble, http, dir.path(), &backend, &extra);
+    let renewing = Setup::new(pebble, first.http, world.dir.path(), &world.backend, &extra);
     // The same listeners as the running proxy's: only the acme keys change.
     let config = renewing
         .config
@@ -384,24 +396,14 @@ async fn renewal_replaces_the_certificate_and_a_failing_check_keeps_it_with_back
 
 #[tokio::test]
 async fn a_binary_upgrade_serves_the_stored_certificate_without_ordering() {
-    let http = free_port();
-    let pebble = Pebble::start(http).await;
-    let backend = Backend::start("1");
-    let dir = tempfile::tempdir().unwrap();
-    let mut setup = Setup::new(&pebble, http, dir.path(), &backend, "");
-    let sock = dir.path().join("upgrade.sock");
-    setup.config = setup.config.replace(
+    let mut world = World::new().await;
+    let sock = world.dir.path().join("upgrade.sock");
+    world.setup.config = world.setup.config.replace(
         "  threads: 2\n",
         &format!("  threads: 2\n  upgrade_sock: {}\n", sock.display()),
     );
-    let mut old = setup.start();
-    wait_count(
-        setup.metrics,
-        &setup.orders("ok"),
-        1.0,
-        Duration::from_secs(30),
-    )
-    .await;
+    let mut old = world.issued().await;
+    let (pebble, setup, dir) = (&world.pebble, &world.setup, &world.dir);
     let root = pebble.root().await;
     let served = setup.served().await;
 

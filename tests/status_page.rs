@@ -201,11 +201,42 @@ routes:
     }
 }
 
+/// The fields `/status` had before the page, with their values for one server `addr`, id
+/// `one`, up.
+fn assert_fields_of_before(status: &Value, addr: &str) {
+    assert!(status["version"].is_string());
+    let upstream = &status["upstreams"][0];
+    for key in ["name", "balance", "health_check", "servers"] {
+        assert!(!upstream[key].is_null(), "upstream.{key}: {status}");
+    }
+    let server = &upstream["servers"][0];
+    for key in [
+        "addr",
+        "address",
+        "id",
+        "weight",
+        "backup",
+        "ready",
+        "health",
+        "passive_failed",
+        "inflight",
+    ] {
+        assert!(!server[key].is_null(), "server.{key}: {server}");
+    }
+    assert!(
+        server.get("last_probe").is_some(),
+        "last_probe is there, null before a probe"
+    );
+    assert_eq!(server["addr"], addr);
+    assert_eq!(server["id"], "one");
+    assert_eq!(server["health"], "up");
+}
+
 #[tokio::test]
 async fn status_stays_json_for_scripts_with_its_fields() {
     let backend = Backend::start("1");
     let metrics = free_port();
-    let _proxy = Proxy::start(&format!(
+    let proxy = Proxy::start(&format!(
         "metrics: {{ listen: \"127.0.0.1:{metrics}\" }}
 upstreams:
   app: {{ servers: [ {{ addr: \"{}\", id: one }} ] }}
@@ -214,6 +245,15 @@ routes:
 ",
         backend.addr()
     ));
+    // A keep-alive connection held open to the proxy's listener.
+    let held = reqwest::Client::new();
+    held.get(proxy.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let plain = get_json(&format!("http://127.0.0.1:{metrics}/status")).await;
     let html_first = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{metrics}/status.json"))
@@ -227,35 +267,27 @@ routes:
         .starts_with("application/json"));
     let json_path: Value = html_first.json().await.unwrap();
     for status in [&plain, &json_path] {
-        assert!(status["version"].is_string());
-        let upstream = &status["upstreams"][0];
-        for key in ["name", "balance", "health_check", "servers"] {
-            assert!(!upstream[key].is_null(), "upstream.{key}: {status}");
-        }
-        let server = &upstream["servers"][0];
-        for key in [
-            "addr",
-            "address",
-            "id",
-            "weight",
-            "backup",
-            "ready",
-            "health",
-            "passive_failed",
-            "inflight",
-        ] {
-            assert!(!server[key].is_null(), "server.{key}: {server}");
-        }
-        assert!(
-            server.get("last_probe").is_some(),
-            "last_probe is there, null before a probe"
-        );
-        assert_eq!(server["addr"], backend.addr());
-        assert_eq!(server["id"], "one");
-        assert_eq!(server["health"], "up");
+        assert_fields_of_before(status, &backend.addr());
     }
     assert!(plain["uptime_seconds"].is_u64());
     assert!(plain["listeners"]["connection_limit"].is_u64());
+    let listeners = plain["listeners"]["addresses"].as_array().unwrap();
+    let proxy_listener = listeners
+        .iter()
+        .find(|l| l["key"] == "server.listen")
+        .unwrap();
+    assert!(
+        proxy_listener["connections"].as_u64() >= Some(1),
+        "{listeners:?}"
+    );
+    let metrics_listener = listeners
+        .iter()
+        .find(|l| l["key"] == "metrics.listen")
+        .unwrap();
+    assert!(
+        metrics_listener["connections"].is_null(),
+        "not counted: {listeners:?}"
+    );
     assert_eq!(plain["routes"][0]["path"], "/");
     assert!(plain["config"]["path"]
         .as_str()

@@ -6,6 +6,7 @@ use super::certificates::served;
 use crate::acme::AcmeState;
 use crate::balance::{Pool, Server, TrafficView};
 use crate::calendar::rfc3339;
+use crate::connections::listeners::ListenerCounts;
 use crate::runtime::reloads::ReloadLog;
 use crate::runtime::snapshot::{LiveSnapshot, RouteState, Snapshot};
 use prometheus::IntGauge;
@@ -28,6 +29,8 @@ pub(crate) struct StatusSources {
     pub open_connections: IntGauge,
     /// Client connections served at once.
     pub connection_limit: usize,
+    /// Connections open on each of the proxy's listeners.
+    pub listener_counts: Arc<ListenerCounts>,
 }
 
 /// The whole document.
@@ -148,7 +151,13 @@ fn listeners(snapshot: &Snapshot, sources: &StatusSources) -> Value {
         .config
         .process
         .listeners()
-        .map(|(key, addr)| json!({ "key": key, "address": addr.to_string() }))
+        .map(|(key, addr)| {
+            json!({
+                "key": key,
+                "address": addr.to_string(),
+                "connections": sources.listener_counts.open(*addr),
+            })
+        })
         .collect();
     json!({
         "addresses": list,

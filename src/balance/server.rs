@@ -34,12 +34,14 @@ pub(crate) struct Server {
 
 /// What a server keeps from the server it replaces in a new pool (same entry, same address).
 pub(super) struct Kept {
+    /// In flight, health, failures, response times.
     pub state: Arc<ServerState>,
+    /// Its `X-Instance-ID`, stable while the address stays.
     pub instance_id: HeaderValue,
 }
 
 impl Server {
-    /// The server at `address` of entry `config`; `instance_id` is its `X-Instance-ID`.
+    /// The server at `address` of entry `config`, with the state and id it keeps.
     pub(super) fn new(
         config: &UpstreamServer,
         address: SocketAddr,

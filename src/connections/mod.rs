@@ -16,6 +16,7 @@
 //! closed after it, as nginx does.
 
 pub(crate) mod deadline;
+pub(crate) mod listeners;
 pub(crate) mod slots;
 
 use crate::limits::per_ip::PerIp;
@@ -25,6 +26,7 @@ use crate::runtime::snapshot::LiveSnapshot;
 use crate::sync::inflight::Inflight;
 use async_trait::async_trait;
 use deadline::HeaderDeadline;
+use listeners::ListenerCounts;
 use pingora::apps::ServerApp;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
@@ -77,18 +79,20 @@ pub(crate) struct Connections {
     live: Arc<LiveSnapshot>,
     limited: LimitCounters,
     slots: Arc<Slots>,
+    listeners: Arc<ListenerCounts>,
 }
 
 impl Connections {
-    /// Connections counted in `open`, whose requests are counted in `inflight`, limited by
-    /// the config in force in `live` within `slots`; those stopped by a limit are counted in
-    /// `limited`.
+    /// Connections counted in `open` (and by listener in `listeners`), whose requests are
+    /// counted in `inflight`, limited by the config in force in `live` within `slots`; those
+    /// stopped by a limit are counted in `limited`.
     pub(crate) fn new(
         open: IntGauge,
         inflight: Inflight,
         live: Arc<LiveSnapshot>,
         limited: LimitCounters,
         slots: Arc<Slots>,
+        listeners: Arc<ListenerCounts>,
     ) -> Self {
         Self {
             open,
@@ -99,6 +103,7 @@ impl Connections {
             live,
             limited,
             slots,
+            listeners,
         }
     }
 
@@ -165,6 +170,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
             _ => None,
         };
         let _open = GaugeGuard::new(&connections.open);
+        let local = digest
+            .as_ref()
+            .and_then(|d| d.local_addr()?.as_inet().copied());
+        let _on_listener = local.and_then(|a| connections.listeners.enter(a));
         // HTTP/2 multiplexes requests on one stream: its frames are not one header at a time.
         let stream: Stream = if stream.selected_alpn_proto() == Some(ALPN::H2) {
             stream

@@ -4,6 +4,7 @@ use crate::access_log::AccessLog;
 use crate::acme::{AcmeService, AcmeState};
 use crate::admin::{self, Sampler, StatusSources};
 use crate::config::{Config, ProcessSettings, WhenFull};
+use crate::connections::listeners::ListenerCounts;
 use crate::connections::slots::{Slots, DESCRIPTORS_PER_CONNECTION, FD_RESERVE};
 use crate::connections::{Connections, LimitCounters};
 use crate::health::HealthChecker;
@@ -69,26 +70,18 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
     }
     let live = Arc::new(LiveSnapshot::new(Snapshot::new(config, &metrics, None)));
     let acme = Arc::new(AcmeState::default());
-    let reloads = Arc::new(ReloadLog::default());
-    admin::watch(&metrics, Arc::clone(&live), Arc::clone(&acme))?;
-    if let Some(listen) = process.metrics_listen {
-        let sources = StatusSources {
-            acme: Arc::clone(&acme),
-            reloads: Arc::clone(&reloads),
-            config_path: path.to_path_buf(),
-            started: SystemTime::now(),
-            open_connections: metrics.downstream_connections.clone(),
-            connection_limit: slots.limit(limits.max_connections),
-        };
-        let admin = admin::service(&metrics, listen, Arc::clone(&live), Arc::new(sources));
-        server.add_service(admin);
-    }
+    let proxy_listeners = process
+        .listeners()
+        .filter(|(key, _)| *key != "metrics.listen");
     let shared = Shared {
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
         acme: Arc::clone(&acme),
-        reloads,
+        reloads: Arc::default(),
+        listener_counts: Arc::new(ListenerCounts::new(proxy_listeners.map(|(_, a)| *a))),
     };
+    let connection_limit = slots.limit(limits.max_connections);
+    add_admin(&mut server, &process, path, &shared, connection_limit)?;
     add_background_services(&mut server, path, &shared);
     let access_log = AccessLog::open(&process.access_log, process.access_log_format)
         .map_err(StartError::AccessLog)?;
@@ -109,6 +102,7 @@ pub(crate) fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), Star
         Arc::clone(&live),
         LimitCounters::new(&metrics.limited),
         Arc::clone(&slots),
+        Arc::clone(&shared.listener_counts),
     );
     let mut proxy = Service::new("edgeproxy".to_string(), connections.app(app));
     if let Some(queue) = slots.queue() {
@@ -194,6 +188,42 @@ struct Shared {
     metrics: Arc<Metrics>,
     acme: Arc<AcmeState>,
     reloads: Arc<ReloadLog>,
+    listener_counts: Arc<ListenerCounts>,
+}
+
+/// The scrape-time gauges, and the metrics listener with its status page if one is set.
+fn add_admin(
+    server: &mut Server,
+    process: &ProcessSettings,
+    path: &Path,
+    shared: &Shared,
+    connection_limit: usize,
+) -> Result<(), StartError> {
+    let Shared {
+        live,
+        metrics,
+        acme,
+        ..
+    } = shared;
+    admin::watch(metrics, Arc::clone(live), Arc::clone(acme))?;
+    if let Some(listen) = process.metrics_listen {
+        let sources = StatusSources {
+            acme: Arc::clone(acme),
+            reloads: Arc::clone(&shared.reloads),
+            config_path: path.to_path_buf(),
+            started: SystemTime::now(),
+            open_connections: metrics.downstream_connections.clone(),
+            connection_limit,
+            listener_counts: Arc::clone(&shared.listener_counts),
+        };
+        server.add_service(admin::service(
+            metrics,
+            listen,
+            Arc::clone(live),
+            Arc::new(sources),
+        ));
+    }
+    Ok(())
 }
 
 /// Health checks, name lookups, certificates, the status page's sampling and reloads, always
@@ -204,6 +234,7 @@ fn add_background_services(server: &mut Server, path: &Path, shared: &Shared) {
         metrics,
         acme,
         reloads,
+        ..
     } = shared;
     server.add_service(background_service(
         "certificates",
