@@ -13,6 +13,8 @@
 #   SCENARIOS="small close" bench/run.sh     a subset of: small many big close sse spike
 #   BASELINE=FILE bench/run.sh               also run FILE, an earlier edgeproxy build, with
 #                                            the same config in the same rounds (A/B)
+#   MANY_CONNECTIONS=6000 bench/run.sh       many at fewer connections, for a host whose
+#                                            open-file limit is below 30,100 (default 10000)
 #   BASELINE_CONFIG=FILE                     with BASELINE, a config template of its own in
 #                                            place of bench/conf/edgeproxy.yaml (to A/B a
 #                                            setting with one build: BASELINE=target/release/edgeproxy)
@@ -26,6 +28,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-5}
 scenarios=${SCENARIOS:-small many big close sse}
+many_connections=${MANY_CONNECTIONS:-10000}
 # spike (seed 002's POST /models at 8,000 connections through uvicorn backends, against
 # nginx) has backends and proxies of its own: bench/spike/run.sh, run first, on its own ports.
 if [[ " $scenarios " == *" spike "* ]]; then
@@ -200,7 +203,7 @@ for scenario in $scenarios; do
       echo "bench: round $round, $scenario, $proxy" >&2
       case $scenario in
         small) drive "$scenario" "$round" "$proxy" / -t1 -c32 ;;
-        many) drive "$scenario" "$round" "$proxy" / -t2 -c10000 --timeout 10s ;;
+        many) drive "$scenario" "$round" "$proxy" / -t2 "-c$many_connections" --timeout 10s ;;
         big) drive "$scenario" "$round" "$proxy" /1m -t1 -c8 ;;
         close) drive "$scenario" "$round" "$proxy" / -t1 -c32 -H "Connection: close" ;;
         sse) [ "$proxy" = pingora ] || fan_out "$round" "$proxy" ;;

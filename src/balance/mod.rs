@@ -15,7 +15,7 @@ pub(crate) use key::request_key;
 pub(crate) use server::Server;
 pub(crate) use traffic::TrafficView;
 
-use crate::config::{Balance, HashKey, HealthCheck, Upstream, WhenAllDown};
+use crate::config::{Balance, HashKey, HealthCheck, Upstream, UpstreamServer, WhenAllDown};
 use crate::metrics::handles::FailureReason;
 use crate::metrics::Metrics;
 use crate::sync::inflight::InflightGuard;
@@ -36,7 +36,8 @@ pub(crate) struct Pool {
     health_check: Option<HealthCheck>,
     retries: u32,
     when_all_down: WhenAllDown,
-    resolve_interval: Duration,
+    /// `resolve_interval`, if some entry names a host (even one left without addresses).
+    resolve_interval: Option<Duration>,
     least_time_decay: Duration,
     primary: Option<Group>,
     backup: Option<Group>,
@@ -90,7 +91,11 @@ impl Pool {
             health_check: upstream.health_check.clone(),
             retries: upstream.retries,
             when_all_down: upstream.when_all_down,
-            resolve_interval: upstream.resolve_interval,
+            resolve_interval: upstream
+                .servers
+                .iter()
+                .any(UpstreamServer::has_host_name)
+                .then_some(upstream.resolve_interval),
             least_time_decay: upstream.least_time_decay,
             primary,
             backup,
@@ -240,10 +245,7 @@ impl Pool {
 
     /// How often host names are resolved again; `None` if every server is an IP.
     pub(crate) fn resolve_interval(&self) -> Option<Duration> {
-        self.servers
-            .iter()
-            .any(|s| s.config.has_host_name())
-            .then_some(self.resolve_interval)
+        self.resolve_interval
     }
 
     /// Counts a request against a server until the guard is dropped.

@@ -291,8 +291,9 @@ fn a_pool_whose_addresses_all_went_to_other_entries_answers_none() {
     });
     let pool = pool(&upstream, None);
     assert_eq!(pool.servers().len(), 1);
-    // Only the backup is left, and it is used.
+    // Only the backup is left, and it is used; the name is still looked up.
     assert_eq!(pool.select(b"", &[]), Some(0));
+    assert_eq!(pool.resolve_interval(), Some(Duration::from_secs(30)));
 }
 
 #[test]
