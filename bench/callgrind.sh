@@ -25,15 +25,9 @@ for tool in valgrind ab nginx curl; do
   }
 done
 
-work=$(mktemp -d)
 keep=${CALLGRIND_KEEP:-}
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 declare -A port=([b1]=18301 [b2]=18302 [sse]=18303 [edgeproxy]=18310 [metrics]=18313)
 render() {

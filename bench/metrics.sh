@@ -17,10 +17,8 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 cargo build --release --locked --bins -q
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 backend=18101 on=18180 off=18181 metrics=19191
 target/release/edgeproxy-demo --listen "127.0.0.1:$backend" --id 1 --threads 1 2>/dev/null &

@@ -64,15 +64,9 @@ cargo build --release --locked --bins --example bare_pingora -q
 ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 
-work=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 chmod 755 "$work" # nginx workers may run as another user and serve the 1 MiB file from here
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 declare -A port=([b1]=18201 [b2]=18202 [sse]=18203 [edgeproxy]=18210 [nginx]=18211
   [haproxy]=18212 [metrics]=18213 [pingora]=18214 [baseline]=18215 [baseline_metrics]=18216)

@@ -34,14 +34,8 @@ else
   ulimit -n "$(ulimit -Hn)"
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 declare -A port=([app1]=18301 [app2]=18302 [app3]=18303 [edgeproxy]=18310 [nginx]=18311)
 for p in "${port[@]}"; do
