@@ -9,7 +9,9 @@
 # Each binary runs under callgrind twice with bench/conf/edgeproxy.yaml in front of one nginx
 # worker (`return 200`), once for SHORT and once for LONG GETs sent one after another over one
 # keep-alive connection (ab -k -c 1); (instructions of the long run − those of the short run)
-# / (LONG − SHORT) leaves start-up, health checks and shutdown out. One line per binary:
+# / (LONG − SHORT) leaves start-up and shutdown out. The health checks (one a second) run in
+# both and do not cancel out, so one build's figures differ by a few hundred. One line per
+# binary:
 #   BINARY<TAB>instructions per GET
 # CALLGRIND_KEEP=DIR keeps the callgrind.out files there, for callgrind_annotate.
 set -euo pipefail
