@@ -11,10 +11,13 @@ export CARGO_TARGET_DIR=target/pingora-tests
 # give the kernel 100 µs to apply a socket option and fail when the machine is busy, though
 # they pass alone; no patch touches that code). Pingora's TLS code is stubs without a TLS
 # feature, so the crates that have one build with rustls, the TLS backend edgeproxy uses.
+# pingora-load-balancing runs whole but for the four health checks that connect to the
+# Internet (1.1.1.1, one.one.one.one).
 suites=(
   "pingora-core rustls apps:: services::listening protocols::http::v1:: protocols::l4::stream::tests::test_stream_ protocols::l4::write_buffer:: connectors::reuse_tests connectors::connect_size_tests"
   "pingora-proxy rustls tests::"
   "pingora-http - tests::"
+  "pingora-load-balancing rustls --skip test_http_custom_check --skip test_https_check --skip test_tcp_check --skip test_tls_check"
 )
 for suite in "${suites[@]}"; do
   read -r crate features filters <<<"$suite"

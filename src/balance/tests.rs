@@ -350,3 +350,24 @@ fn servers_carry_their_identity_headers() {
     );
     assert_eq!(peer._address.to_string(), "127.0.0.1:9002");
 }
+
+#[test]
+fn every_server_is_found_at_its_address() {
+    let mut upstream = upstream(&[1, 2, 3]);
+    upstream
+        .servers
+        .push(named(&["127.0.0.9", "::1", "127.0.0.3", "10.0.0.1"]));
+    let pool = pool(&upstream, None);
+    assert_eq!(pool.servers().len(), 7);
+    for (i, server) in pool.servers().iter().enumerate() {
+        let backend = Backend::new(&server.address.to_string()).unwrap();
+        assert_eq!(
+            pool.addresses.index_of(&backend),
+            Some(i),
+            "{}",
+            server.address
+        );
+    }
+    let elsewhere = Backend::new("127.0.0.1:9").unwrap();
+    assert_eq!(pool.addresses.index_of(&elsewhere), None);
+}

@@ -16,10 +16,27 @@ const ALWAYS: [HeaderName; 2] = [
 /// hop-by-hop ones. A `101 Switching Protocols` keeps `Connection` and `Upgrade`, which are
 /// what it means; Pingora frames the body and writes the client's `Connection` itself.
 pub(crate) fn strip(resp: &mut ResponseHeader) {
-    for name in &ALWAYS {
-        resp.remove_header(name);
+    // One pass over the few names present, where a standard name compares as its one-byte
+    // tag, costs less than hashing and looking up each of the four names that most responses
+    // do not carry (or carry only `Connection` of).
+    let (mut always, mut connection, mut upgrade) = (false, false, false);
+    for name in resp.headers.keys() {
+        always |= ALWAYS.contains(name);
+        connection |= name == CONNECTION;
+        upgrade |= name == UPGRADE;
+    }
+    if always {
+        for name in &ALWAYS {
+            resp.remove_header(name);
+        }
     }
     if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    if upgrade {
+        resp.remove_header(&UPGRADE);
+    }
+    if !connection {
         return;
     }
     let listed: Vec<String> = resp
@@ -42,7 +59,6 @@ pub(crate) fn strip(resp: &mut ResponseHeader) {
         resp.remove_header(name.as_str());
     }
     resp.remove_header(&CONNECTION);
-    resp.remove_header(&UPGRADE);
 }
 
 #[cfg(test)]
@@ -75,6 +91,17 @@ mod tests {
         );
         let names: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn each_standing_hop_header_goes_alone() {
+        for name in ["Keep-Alive", "Proxy-Connection", "Connection", "Upgrade"] {
+            let resp = response(200, &[("X-Kept", "3"), (name, "keep-alive")]);
+            let names: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, ["x-kept"], "{name} was kept");
+        }
+        let resp = response(204, &[("X-Kept", "3")]);
+        assert_eq!(resp.headers["x-kept"], "3");
     }
 
     #[test]

@@ -22,8 +22,11 @@ const HTTPS: HeaderValue = HeaderValue::from_static("https");
 /// peer appended to the chain when the peer is a trusted proxy (HAProxy's `option
 /// forwardfor`), and is the peer alone otherwise, so that a client cannot forge the chain.
 pub(super) fn apply(req: &mut RequestHeader, client: Option<Client>, https: bool) -> Result<()> {
-    for name in &PROXY_ONLY {
-        req.remove_header(name);
+    // Nearly no request carries them: a pass over its few names spares two lookups.
+    if req.headers.keys().any(|name| PROXY_ONLY.contains(name)) {
+        for name in &PROXY_ONLY {
+            req.remove_header(name);
+        }
     }
     req.insert_header(X_FORWARDED_PROTO, if https { HTTPS } else { HTTP })?;
     let Some(client) = client else {
