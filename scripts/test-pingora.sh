@@ -18,6 +18,7 @@ suites=(
   "pingora-proxy rustls tests::"
   "pingora-http - tests::"
   "pingora-load-balancing rustls --skip test_http_custom_check --skip test_https_check --skip test_tcp_check --skip test_tls_check"
+  "pingora-timeout - timer::"
 )
 for suite in "${suites[@]}"; do
   read -r crate features filters <<<"$suite"

@@ -7,6 +7,7 @@ use super::{content, redirect, respond};
 use crate::acme::{AcmeState, CHALLENGE_PREFIX};
 use crate::connections::deadline::RequestClock;
 use crate::net::client::{peer_ip, Client};
+use crate::net::header_names::X_FORWARDED_FOR;
 use crate::net::{framing, target};
 use http::header::HOST;
 use http::Method;
@@ -40,7 +41,7 @@ pub(super) fn check_and_route(session: &mut Session, ctx: &mut RequestCtx) -> Re
     }
     // Known before any check, so that the access log names whoever was refused.
     ctx.client = peer_ip(session.client_addr()).map(|peer| {
-        let forwarded_for = session.req_header().headers.get_all("x-forwarded-for");
+        let forwarded_for = session.req_header().headers.get_all(&X_FORWARDED_FOR);
         Client::identify(peer, forwarded_for.iter(), &server.trusted_proxies)
     });
     let raw = session
