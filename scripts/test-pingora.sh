@@ -19,6 +19,7 @@ suites=(
   "pingora-http - tests::"
   "pingora-load-balancing rustls --skip test_http_custom_check --skip test_https_check --skip test_tcp_check --skip test_tls_check"
   "pingora-timeout - timer::"
+  "pingora-pool - connection:: lru::"
 )
 for suite in "${suites[@]}"; do
   read -r crate features filters <<<"$suite"
