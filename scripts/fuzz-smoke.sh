@@ -9,6 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 export CARGO_TARGET_DIR=$PWD/target
+# fuzz/ must build on every crate edgeproxy patches: one left to crates.io's copy breaks on the
+# calls that another patched crate makes into it.
+patched_in() { sed -n 's/^\(pingora-[a-z-]*\) *= *{ *path *= *"\(\.\.\/\)\{0,1\}patched\/.*/\1/p' "$1" | sort; }
+if [ "$(patched_in Cargo.toml)" != "$(patched_in fuzz/Cargo.toml)" ]; then
+  echo "fuzz-smoke: fuzz/Cargo.toml's [patch.crates-io] must list the crates Cargo.toml's does:" \
+    "$(patched_in Cargo.toml | tr '\n' ' ')" >&2
+  exit 1
+fi
 cargo build --quiet --locked --manifest-path fuzz/Cargo.toml --bins
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
