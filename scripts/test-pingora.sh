@@ -18,8 +18,8 @@ suites=(
   "pingora-proxy rustls tests::"
   "pingora-http - tests::"
   "pingora-load-balancing rustls --skip test_http_custom_check --skip test_https_check --skip test_tcp_check --skip test_tls_check"
-  "pingora-timeout - timer::"
-  "pingora-pool - connection:: lru::"
+  "pingora-timeout - timer:: fast_timeout::"
+  "pingora-pool - connection:: lru:: key_hasher::"
 )
 for suite in "${suites[@]}"; do
   read -r crate features filters <<<"$suite"

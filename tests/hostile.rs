@@ -37,6 +37,7 @@ async fn malformed_and_ambiguous_requests_are_refused_and_reach_no_backend() {
         ("repeated TE", "POST /trap/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400),
         ("TE not chunked", "POST /trap/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 400),
         ("TE on HTTP/1.0", "POST /trap/ HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400),
+        ("CL with space before colon", "POST /trap/ HTTP/1.1\r\nHost: a\r\nContent-Length : 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG".into(), 400),
         ("TE with space before colon", "POST /trap/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n".into(), 400),
         ("obs-fold", "GET /trap/ HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n".into(), 400),
         ("space in name", "GET /trap/ HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n".into(), 400),
