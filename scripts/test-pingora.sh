@@ -14,7 +14,7 @@ export CARGO_TARGET_DIR=target/pingora-tests
 # pingora-load-balancing runs whole but for the four health checks that connect to the
 # Internet (1.1.1.1, one.one.one.one).
 suites=(
-  "pingora-core rustls apps:: services::listening protocols::http::v1:: protocols::l4::stream::tests::test_stream_ protocols::l4::write_buffer:: connectors::reuse_tests connectors::connect_size_tests connectors::http::v1::tests::release_kept_alive"
+  "pingora-core rustls apps:: services::listening modules::http:: protocols::http::authority:: protocols::http::v1:: protocols::l4::stream::tests::test_stream_ protocols::l4::write_buffer:: connectors::reuse_tests connectors::connect_size_tests connectors::http::v1::tests::release_kept_alive"
   "pingora-proxy rustls tests::"
   "pingora-http - tests::"
   "pingora-load-balancing rustls --skip test_http_custom_check --skip test_https_check --skip test_tcp_check --skip test_tls_check"

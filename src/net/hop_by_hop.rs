@@ -39,6 +39,14 @@ pub(crate) fn strip(resp: &mut ResponseHeader) {
     if !connection {
         return;
     }
+    // Nearly every backend sends `Connection: keep-alive` (or `close`) alone, which names no
+    // field to remove: told without splitting the value into a list.
+    let mut values = resp.headers.get_all(CONNECTION).iter();
+    let only_option = values.next().is_some_and(|v| is_option(v.as_bytes()));
+    if only_option && values.next().is_none() {
+        resp.remove_header(&CONNECTION);
+        return;
+    }
     let listed: Vec<String> = resp
         .headers
         .get_all(CONNECTION)
@@ -48,17 +56,21 @@ pub(crate) fn strip(resp: &mut ResponseHeader) {
         .map(str::trim)
         // Checked before lowercasing: nearly every response names only these, and then
         // nothing is allocated.
-        .filter(|name| {
-            !name.is_empty()
-                && !name.eq_ignore_ascii_case("close")
-                && !name.eq_ignore_ascii_case("keep-alive")
-        })
+        .filter(|name| !name.is_empty() && !is_option(name.as_bytes()))
         .map(str::to_ascii_lowercase)
         .collect();
     for name in &listed {
         resp.remove_header(name.as_str());
     }
     resp.remove_header(&CONNECTION);
+}
+
+/// Whether a `Connection` token is one of the options that name no field. Backends write them
+/// in lower case nearly always, which compares as a whole before byte by byte without case.
+fn is_option(token: &[u8]) -> bool {
+    matches!(token, b"keep-alive" | b"close")
+        || token.eq_ignore_ascii_case(b"keep-alive")
+        || token.eq_ignore_ascii_case(b"close")
 }
 
 #[cfg(test)]
@@ -102,6 +114,23 @@ mod tests {
         }
         let resp = response(204, &[("X-Kept", "3")]);
         assert_eq!(resp.headers["x-kept"], "3");
+    }
+
+    #[test]
+    fn connection_goes_with_an_option_alone_or_listed() {
+        let (both, kept) = (&["x-kept", "x-a"][..], &["x-kept"][..]);
+        for (values, names) in [
+            (&["Keep-Alive"][..], both),
+            (&["close"], both),
+            (&["keep-alive", "X-A"], kept),
+            (&["keep-alive, x-a"], kept),
+        ] {
+            let mut headers = vec![("X-Kept", "3"), ("X-A", "1")];
+            headers.extend(values.iter().map(|v| ("Connection", *v)));
+            let resp = response(200, &headers);
+            let left: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, names, "Connection: {values:?}");
+        }
     }
 
     #[test]
