@@ -6,7 +6,6 @@
 //!
 //!     cargo run --release --example bare_pingora -- 127.0.0.1:8080 127.0.0.1:9001 127.0.0.1:9002
 
-use async_trait::async_trait;
 use pingora::lb::{selection::RoundRobin, LoadBalancer};
 use pingora::listeners::ListenerConfig;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
@@ -25,7 +24,6 @@ static MALLOC_CONF: &[u8; 18] = b"tcache_max:131072\0";
 
 struct Bare(Arc<LoadBalancer<RoundRobin>>);
 
-#[async_trait]
 impl ProxyHttp for Bare {
     type CTX = ();
 

@@ -23,7 +23,6 @@ use crate::connections::slots::Slots;
 use crate::runtime::snapshot::LiveSnapshot;
 use crate::sync::inflight::Inflight;
 use admission::body_too_large;
-use async_trait::async_trait;
 use error_page::error_status;
 use pingora::cache::{CacheKey, NoCacheReason, RespCacheable};
 use pingora::http::ResponseHeader;
@@ -72,7 +71,6 @@ impl EdgeProxy {
     }
 }
 
-#[async_trait]
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
